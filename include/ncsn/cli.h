@@ -1,0 +1,68 @@
+/* cli.h: the command line. One table per subcommand gives each option's
+ * name, type, default, help and the field it fills; parsing and --help both
+ * come from it. */
+#ifndef NCSN_CLI_H
+#define NCSN_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ncsn/model.h"
+
+typedef enum { OPT_INT /* long */, OPT_DOUBLE, OPT_U64, OPT_STR, OPT_FLAG } OptType;
+
+typedef struct {
+    const char *name; /* without the leading -- */
+    OptType type;
+    const char *def;  /* default as text, NULL for none */
+    const char *help;
+    size_t offset;    /* into Options */
+} OptSpec;
+
+/* Every option of every subcommand. Strings point into argv or defaults. */
+typedef struct {
+    const char *cmd;
+    const char *positional; /* info: the model file */
+    /* files */
+    const char *out, *model, *input, *data, *run_dir, *dataset, *resume, *init_file, *png;
+    const char *inpaint, *mask, *init_dist, *sigmas, *dilations, *milestones, *metrics;
+    /* model */
+    long in_channels, nf, num_classes;
+    int no_scale_by_sigma;
+    double sigma_begin, sigma_end;
+    uint64_t seed;
+    /* training */
+    long steps, batch, ckpt_every, keep, warmup, log_every;
+    double lr, ema_rate, weight_decay, grad_clip, sigma_pick;
+    long bucket_mb;
+    /* sampling */
+    long n, image_size, height, width, steps_each, micro_batch;
+    double step_lr;
+    int no_clip, denoise, trajectory, use_ema;
+    /* which options were given on the command line */
+    const char *given[64];
+    int n_given;
+} Options;
+
+int opt_given(const Options *o, const char *name);
+/* Builds the model configuration from the model options (init, train). */
+void opt_model_config(const Options *o, NcsnConfig *cfg);
+/* Parses the noise-level options into sigmas[L]; returns 0 when none given. */
+int opt_sigmas(const Options *o, int L, float *sigmas);
+/* Prints every resolved option of the subcommand (rank 0 does this once). */
+void opt_print(const Options *o, FILE *f);
+/* One line per option "name=value" for storing in checkpoints. */
+size_t opt_format(const Options *o, char *buf, size_t cap);
+
+int cli_main(int argc, char **argv);
+
+/* Subcommands. */
+int cmd_init(const Options *o);
+int cmd_info(const Options *o);
+int cmd_score(const Options *o);
+int cmd_grad(const Options *o);
+int cmd_train(const Options *o);
+int cmd_sample(const Options *o);
+
+#endif

@@ -1,0 +1,125 @@
+/* model.h: the NCSN score network of DESIGN.md section 1.
+ *
+ * All parameters live in one contiguous float buffer laid out by one table
+ * of state_dict keys and shapes (ParamTable); gradients live in a twin
+ * buffer of the same layout. The table is built by the same function that
+ * lays out the layers, so names, shapes and offsets cannot drift. */
+#ifndef NCSN_MODEL_H
+#define NCSN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ncsn/arena.h"
+#include "ncsn/ops.h"
+
+#define NCSN_MAX_KEY 64
+#define NCSN_MAX_LEVELS 4096
+
+typedef struct {
+    int in_channels;
+    int nf;
+    int num_classes;
+    int dilations[4];
+    int scale_by_sigma;
+} NcsnConfig;
+
+void config_default(NcsnConfig *cfg);
+/* Returns NULL when valid, else a static message saying what is wrong. */
+const char *config_validate(const NcsnConfig *cfg);
+
+typedef struct {
+    char key[NCSN_MAX_KEY];
+    int ndim;
+    int shape[4];
+    size_t offset; /* into the parameter buffer, in floats */
+    size_t count;
+} ParamSpec;
+
+typedef struct {
+    ParamSpec *specs;
+    int n;
+    size_t total; /* floats */
+} ParamTable;
+
+/* Layer descriptors: offsets into the parameter buffer. */
+typedef struct {
+    size_t w, b;
+    int cin, cout, dil;
+} ConvLayer;
+typedef struct {
+    size_t embed;
+    int c;
+} NormLayer;
+typedef struct {
+    NormLayer norm1, norm2;
+    ConvLayer conv1, conv2;
+} RcuLayer;
+typedef struct {
+    RcuLayer units[2];
+} RcuBlock;
+typedef struct {
+    int n_in;
+    RcuBlock rcu_in[2];
+    NormLayer msf_norms[2];
+    ConvLayer msf_convs[2];
+    NormLayer crp_norms[4];
+    ConvLayer crp_convs[4];
+    RcuBlock rcu_out;
+} RefineLayer;
+typedef struct {
+    ConvLayer begin_conv;
+    RcuBlock stage[4];
+    RefineLayer refine[4]; /* refine[0] is refine1 ... refine[3] is refine4 */
+    NormLayer end_norm;
+    ConvLayer end_conv;
+} NetLayout;
+
+typedef struct {
+    NcsnConfig cfg;
+    ParamTable table;
+    NetLayout net;
+    float *params; /* [table.total] */
+    float *grads;  /* [table.total] */
+    float *sigmas; /* [num_classes], or NULL when not set */
+} Model;
+
+/* Builds the layout and allocates params (zero) and grads (zero). */
+void model_init(Model *m, const NcsnConfig *cfg);
+void model_free(Model *m);
+/* Initialisation of DESIGN.md section 1: Xavier-uniform convs, bias 0,
+ * gamma 1, beta 0. Uses the counter-based generator with this seed. */
+void model_init_weights(Model *m, uint64_t seed);
+void model_set_sigmas(Model *m, const float *sigmas); /* copies; NULL clears */
+const ParamSpec *model_find(const Model *m, const char *key);
+
+/* make_sigmas(begin, end, L): exp(linspace(log begin, log end, L)) in double.
+ * Returns NULL on success or a message. */
+const char *make_sigmas(float *out, double begin, double end, int L);
+/* Strictly descending and positive? NULL or a message. */
+const char *sigmas_validate(const float *sigmas, int L);
+
+/* Activations of one forward pass, kept for the backward pass. They live in
+ * an arena that is sized on the first pass for a batch size and reused. */
+typedef struct ModelCache ModelCache;
+
+typedef struct {
+    Arena act;     /* activations of the forward pass */
+    Arena tmp;     /* gradient temporaries of the backward pass */
+    float *work;   /* conv scratch */
+    size_t work_floats;
+    Shape in_shape;
+    const int *labels;
+    ModelCache *cache;
+} ModelRun;
+
+void model_run_init(ModelRun *r);
+void model_run_free(ModelRun *r);
+
+/* out [N, C, H, W] = s(x, labels). x [N, C, H, W] is not modified and must
+ * stay alive until model_backward. */
+void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int *labels, Shape s);
+/* grads += d(sum(dout * out))/dparams; dx (may be NULL) += d/dx. */
+void model_backward(Model *m, ModelRun *r, float *dx, const float *dout);
+
+#endif

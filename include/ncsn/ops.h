@@ -1,0 +1,50 @@
+/* ops.h: the numeric kernels of the network, forward and backward.
+ *
+ * Tensors are float32 NCHW. Backward functions accumulate (+=) into their
+ * gradient outputs; a NULL gradient pointer means "not needed". Argument
+ * order: outputs, saved values, inputs, parameters, shape. */
+#ifndef NCSN_OPS_H
+#define NCSN_OPS_H
+
+#include <stddef.h>
+
+typedef struct {
+    int N, C, H, W;
+} Shape;
+
+static inline size_t shape_count(Shape s) { return (size_t)s.N * s.C * s.H * s.W; }
+
+/* 3x3 convolution, stride 1, dilation d, padding d, with bias.
+ * w: [cout, s.C, 3, 3], b: [cout]. out: [s.N, cout, s.H, s.W].
+ * accumulate != 0 adds the result to out instead of overwriting it.
+ * work: conv_work_floats(s, cout) floats of scratch. */
+size_t conv_work_floats(Shape s, int cout);
+void conv_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout,
+                  int d, int accumulate, float *work);
+/* din [s], dw [cout, s.C, 3, 3], db [cout] accumulate; dout [s.N, cout, s.H, s.W]. */
+void conv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                   const float *w, Shape s, int cout, int d, float *work);
+
+/* Conditional instance norm: per (n, c) mean and biased variance over H x W,
+ * out = gamma[y,c] * (x - mean) / sqrt(var + 1e-5) + beta[y,c];
+ * embed: [L, 2*C], gamma = columns [0, C), beta = [C, 2C).
+ * mean, rstd: [N*C] saved for the backward pass. */
+void norm_forward(float *out, float *mean, float *rstd, const float *in, const float *embed,
+                  const int *labels, Shape s);
+void norm_backward(float *din, float *dembed, const float *dout, const float *mean,
+                   const float *rstd, const float *in, const float *embed, const int *labels,
+                   Shape s);
+
+/* ELU with alpha 1. The backward reads the forward's output:
+ * d/dx elu(x) = 1 for x > 0 and elu(x) + 1 otherwise. in and out may alias. */
+void elu_forward(float *out, const float *in, size_t n);
+void elu_backward(float *din, const float *dout, const float *out, size_t n);
+
+/* 5x5 max pool, stride 1, padding 2; padded positions never win. */
+void maxpool5_forward(float *out, const float *in, Shape s);
+void maxpool5_backward(float *din, const float *dout, const float *in, Shape s);
+
+/* y += x */
+void vec_add(float *y, const float *x, size_t n);
+
+#endif

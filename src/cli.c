@@ -1,0 +1,323 @@
+/* cli.c: option tables, parsing, --help and subcommand dispatch.
+ *
+ * Each subcommand has one table; the same table parses argv, prints --help
+ * and prints the resolved configuration, so the three cannot drift. */
+#include "ncsn/cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ncsn/common.h"
+
+#define F(field) offsetof(Options, field)
+
+#define MODEL_OPTS                                                                                 \
+    {"in-channels", OPT_INT, "3", "image channels C", F(in_channels)},                            \
+        {"nf", OPT_INT, "128", "feature width", F(nf)},                                            \
+        {"num-classes", OPT_INT, "10", "number of noise levels L", F(num_classes)},                \
+        {"dilations", OPT_STR, "1,2,4,8", "four stage dilations", F(dilations)},                   \
+        {"no-scale-by-sigma", OPT_FLAG, NULL, "do not divide the output by sigma", F(no_scale_by_sigma)}, \
+        {"sigma-begin", OPT_DOUBLE, NULL, "largest noise level (with --sigma-end)", F(sigma_begin)}, \
+        {"sigma-end", OPT_DOUBLE, NULL, "smallest noise level (with --sigma-begin)", F(sigma_end)}, \
+        {"sigmas", OPT_STR, NULL, "explicit descending noise levels a,b,...", F(sigmas)}
+
+static const OptSpec INIT_OPTS[] = {
+    {"out", OPT_STR, NULL, "model file to write (required)", F(out)},
+    MODEL_OPTS,
+    {"seed", OPT_U64, "0", "seed of the weight initialisation", F(seed)},
+    {NULL, 0, NULL, NULL, 0}};
+
+static const OptSpec INFO_OPTS[] = {{NULL, 0, NULL, NULL, 0}};
+
+static const OptSpec SCORE_OPTS[] = {
+    {"model", OPT_STR, NULL, "model or checkpoint file (required)", F(model)},
+    {"input", OPT_STR, NULL, "input file with /x and /labels (required)", F(input)},
+    {"out", OPT_STR, NULL, "output file (required)", F(out)},
+    {NULL, 0, NULL, NULL, 0}};
+
+static const OptSpec TRAIN_OPTS[] = {
+    {"data", OPT_STR, NULL, "dataset file (required)", F(data)},
+    {"run-dir", OPT_STR, NULL, "run directory for checkpoints and metrics (required)", F(run_dir)},
+    {"dataset", OPT_STR, "images", "name of the image dataset in the data file", F(dataset)},
+    {"model", OPT_STR, NULL, "start from this model file instead of the model options", F(model)},
+    MODEL_OPTS,
+    {"steps", OPT_INT, "1000", "total optimizer steps of the run", F(steps)},
+    {"batch", OPT_INT, "128", "global batch size (split across ranks)", F(batch)},
+    {"lr", OPT_DOUBLE, "1e-3", "Adam learning rate", F(lr)},
+    {"weight-decay", OPT_DOUBLE, "0", "Adam L2 weight decay", F(weight_decay)},
+    {"grad-clip", OPT_DOUBLE, "0", "clip the global gradient norm to this (0: off)", F(grad_clip)},
+    {"warmup", OPT_INT, "0", "linear learning-rate warm-up steps", F(warmup)},
+    {"ema", OPT_DOUBLE, "0", "EMA rate of the weights, e.g. 0.999 (0: off)", F(ema_rate)},
+    {"seed", OPT_U64, "0", "seed of every random draw", F(seed)},
+    {"ckpt-every", OPT_INT, "1000", "checkpoint every K steps (0: only at the end)", F(ckpt_every)},
+    {"keep", OPT_INT, "3", "keep the K newest checkpoints", F(keep)},
+    {"milestones", OPT_STR, "", "steps whose checkpoints are never deleted, a,b,...", F(milestones)},
+    {"resume", OPT_STR, "auto", "auto (newest complete checkpoint), none, or a checkpoint file", F(resume)},
+    {"log-every", OPT_INT, "0", "print a progress line every K steps (0: about 20 per run)", F(log_every)},
+    {"sigma-pick", OPT_DOUBLE, "1000", "images sampled when choosing noise levels from the data", F(sigma_pick)},
+    {"bucket-mb", OPT_INT, "4", "gradient allreduce bucket size in MiB", F(bucket_mb)},
+    {NULL, 0, NULL, NULL, 0}};
+
+static const OptSpec SAMPLE_OPTS[] = {
+    {"model", OPT_STR, NULL, "model or checkpoint file (required)", F(model)},
+    {"out", OPT_STR, NULL, "samples file to write (required)", F(out)},
+    {"png", OPT_STR, NULL, "also write a grid picture here", F(png)},
+    {"n", OPT_INT, "64", "number of samples", F(n)},
+    {"image-size", OPT_INT, "32", "height and width of the samples", F(image_size)},
+    {"height", OPT_INT, NULL, "height (overrides --image-size)", F(height)},
+    {"width", OPT_INT, NULL, "width (overrides --image-size)", F(width)},
+    {"steps-each", OPT_INT, "100", "Langevin steps per noise level", F(steps_each)},
+    {"step-lr", OPT_DOUBLE, "2e-5", "Langevin step size at the smallest level", F(step_lr)},
+    {"no-clip", OPT_FLAG, NULL, "do not clamp to [-1, 1] after each step", F(no_clip)},
+    {"denoise", OPT_FLAG, NULL, "final denoising step with the smallest level", F(denoise)},
+    {"init-dist", OPT_STR, "uniform", "initial distribution: uniform or normal", F(init_dist)},
+    {"init", OPT_STR, NULL, "start from /x of this file [N,C,H,W]", F(init_file)},
+    {"inpaint", OPT_STR, NULL, "known image /x [N,C,H,W] for inpainting (with --mask)", F(inpaint)},
+    {"mask", OPT_STR, NULL, "mask /mask [N or 1,C,H,W], 1 = known pixel", F(mask)},
+    {"trajectory", OPT_FLAG, NULL, "also store the state after each noise level", F(trajectory)},
+    {"micro-batch", OPT_INT, "16", "samples per forward pass on each rank", F(micro_batch)},
+    {"seed", OPT_U64, "0", "seed of the initial state and the noise", F(seed)},
+    {"ema", OPT_FLAG, NULL, "use the EMA weights of a training checkpoint", F(use_ema)},
+    {NULL, 0, NULL, NULL, 0}};
+
+typedef struct {
+    const char *name;
+    const OptSpec *opts;
+    int (*run)(const Options *);
+    const char *usage;
+} Command;
+
+static const Command COMMANDS[] = {
+    {"init", INIT_OPTS, cmd_init, "write a freshly initialised model file"},
+    {"info", INFO_OPTS, cmd_info, "MODEL.h5: print configuration, parameter count, noise levels, step"},
+    {"score", SCORE_OPTS, cmd_score, "write s(x, labels) for /x and /labels of an input file"},
+    {"grad", SCORE_OPTS, cmd_grad, "write the DSM loss and its gradient for /x, /labels, /noise"},
+    {"train", TRAIN_OPTS, cmd_train, "train with annealed DSM (under mpirun/srun for many ranks)"},
+    {"sample", SAMPLE_OPTS, cmd_sample, "annealed Langevin sampling (under mpirun/srun for many ranks)"},
+    {NULL, NULL, NULL, NULL}};
+
+static const Command *g_cmd;
+
+static void print_help(const Command *c, FILE *f)
+{
+    fprintf(f, "usage: ncsn %s%s [options]\n  %s\n", c->name,
+            strcmp(c->name, "info") == 0 ? " MODEL.h5" : "", c->usage);
+    for (const OptSpec *o = c->opts; o->name; o++) {
+        const char *arg = o->type == OPT_FLAG ? "" : o->type == OPT_STR ? " S" : " X";
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s", o->name, arg);
+        fprintf(f, "  %-24s %s", left, o->help);
+        if (o->def && o->def[0]) fprintf(f, " [%s]", o->def);
+        fputc('\n', f);
+    }
+}
+
+static void print_commands(FILE *f)
+{
+    fprintf(f, "usage: ncsn COMMAND [options]   (ncsn COMMAND --help for its options)\n");
+    for (const Command *c = COMMANDS; c->name; c++) fprintf(f, "  %-8s %s\n", c->name, c->usage);
+}
+
+static void set_value(Options *o, const OptSpec *s, const char *text)
+{
+    void *field = (char *)o + s->offset;
+    char *end = NULL;
+    errno = 0;
+    switch (s->type) {
+    case OPT_INT: {
+        long v = strtol(text, &end, 10);
+        if (errno || end == text || *end)
+            ncsn_die_usage("option --%s: expected an integer, got '%s'", s->name, text);
+        *(long *)field = v;
+        break;
+    }
+    case OPT_DOUBLE: {
+        double v = strtod(text, &end);
+        if (errno || end == text || *end)
+            ncsn_die_usage("option --%s: expected a number, got '%s'", s->name, text);
+        *(double *)field = v;
+        break;
+    }
+    case OPT_U64: {
+        unsigned long long v = strtoull(text, &end, 10);
+        if (errno || end == text || *end || text[0] == '-')
+            ncsn_die_usage("option --%s: expected a non-negative integer, got '%s'", s->name, text);
+        *(uint64_t *)field = v;
+        break;
+    }
+    case OPT_STR:
+        *(const char **)field = text;
+        break;
+    case OPT_FLAG:
+        *(int *)field = 1;
+        break;
+    }
+}
+
+int opt_given(const Options *o, const char *name)
+{
+    for (int i = 0; i < o->n_given; i++)
+        if (strcmp(o->given[i], name) == 0) return 1;
+    return 0;
+}
+
+static void parse(Options *o, const Command *c, int argc, char **argv)
+{
+    for (const OptSpec *s = c->opts; s->name; s++)
+        if (s->def) set_value(o, s, s->def);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            print_help(c, stdout);
+            exit(0);
+        }
+        if (strncmp(a, "--", 2) != 0) {
+            if (strcmp(c->name, "info") == 0 && !o->positional) {
+                o->positional = a;
+                continue;
+            }
+            ncsn_die_usage("%s: unexpected argument '%s' (options start with --)", c->name, a);
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const OptSpec *s = c->opts;
+        for (; s->name; s++)
+            if (strlen(s->name) == len && strncmp(s->name, name, len) == 0) break;
+        if (!s->name)
+            ncsn_die_usage("unknown option --%.*s for 'ncsn %s' (see ncsn %s --help)", (int)len,
+                           name, c->name, c->name);
+        const char *value = NULL;
+        if (s->type == OPT_FLAG) {
+            if (eq) ncsn_die_usage("option --%s takes no value", s->name);
+        } else if (eq) {
+            value = eq + 1;
+        } else {
+            if (i + 1 >= argc) ncsn_die_usage("option --%s needs a value", s->name);
+            value = argv[++i];
+        }
+        set_value(o, s, value);
+        if (o->n_given < 64) o->given[o->n_given++] = s->name;
+    }
+}
+
+static int parse_list(const char *text, const char *what, double *out, int cap)
+{
+    int n = 0;
+    const char *p = text;
+    while (*p) {
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (end == p || errno) ncsn_die_usage("option --%s: cannot parse '%s' as a list of numbers", what, text);
+        if (n == cap) ncsn_die_usage("option --%s: more than %d values", what, cap);
+        out[n++] = v;
+        p = end;
+        if (*p == ',') p++;
+        else if (*p) ncsn_die_usage("option --%s: cannot parse '%s' as a list of numbers", what, text);
+    }
+    return n;
+}
+
+void opt_model_config(const Options *o, NcsnConfig *cfg)
+{
+    config_default(cfg);
+    if (o->in_channels < 1 || o->in_channels > 64 || o->nf < 1 || o->nf > 4096 ||
+        o->num_classes < 1 || o->num_classes > NCSN_MAX_LEVELS)
+        ncsn_die_usage("model options: --in-channels must be in 1..64, --nf in 1..4096, "
+                       "--num-classes in 1..%d", NCSN_MAX_LEVELS);
+    cfg->in_channels = (int)o->in_channels;
+    cfg->nf = (int)o->nf;
+    cfg->num_classes = (int)o->num_classes;
+    cfg->scale_by_sigma = !o->no_scale_by_sigma;
+    double d[4];
+    if (parse_list(o->dilations, "dilations", d, 4) != 4)
+        ncsn_die_usage("option --dilations: expected four positive integers, got '%s'", o->dilations);
+    for (int i = 0; i < 4; i++) {
+        if (d[i] != (int)d[i] || d[i] < 1)
+            ncsn_die_usage("option --dilations: expected four positive integers, got '%s'", o->dilations);
+        cfg->dilations[i] = (int)d[i];
+    }
+    const char *bad = config_validate(cfg);
+    if (bad) ncsn_die_usage("model options: %s", bad);
+}
+
+int opt_sigmas(const Options *o, int L, float *sigmas)
+{
+    int has_b = opt_given(o, "sigma-begin"), has_e = opt_given(o, "sigma-end");
+    if (o->sigmas && (has_b || has_e))
+        ncsn_die_usage("give either --sigmas or --sigma-begin/--sigma-end, not both");
+    if (o->sigmas) {
+        double *v = xmalloc((size_t)(L + 1) * sizeof(double));
+        int n = parse_list(o->sigmas, "sigmas", v, L + 1);
+        if (n != L) ncsn_die_usage("option --sigmas: %d values given, --num-classes is %d", n, L);
+        for (int i = 0; i < L; i++) sigmas[i] = (float)v[i];
+        free(v);
+        const char *why = sigmas_validate(sigmas, L);
+        if (why) ncsn_die_usage("option --sigmas: %s", why);
+        return 1;
+    }
+    if (has_b != has_e) ncsn_die_usage("--sigma-begin and --sigma-end must be given together");
+    if (!has_b) return 0;
+    const char *why = make_sigmas(sigmas, o->sigma_begin, o->sigma_end, L);
+    if (why) ncsn_die_usage("options --sigma-begin/--sigma-end: %s", why);
+    return 1;
+}
+
+static size_t format_value(const Options *o, const OptSpec *s, char *buf, size_t cap)
+{
+    const void *field = (const char *)o + s->offset;
+    switch (s->type) {
+    case OPT_INT:
+        return (size_t)snprintf(buf, cap, "%ld", *(const long *)field);
+    case OPT_DOUBLE: return (size_t)snprintf(buf, cap, "%.9g", *(const double *)field);
+    case OPT_U64: return (size_t)snprintf(buf, cap, "%llu", (unsigned long long)*(const uint64_t *)field);
+    case OPT_STR: {
+        const char *v = *(const char *const *)field;
+        return (size_t)snprintf(buf, cap, "%s", v ? v : "(none)");
+    }
+    case OPT_FLAG: return (size_t)snprintf(buf, cap, "%s", *(const int *)field ? "yes" : "no");
+    }
+    return 0;
+}
+
+size_t opt_format(const Options *o, char *buf, size_t cap)
+{
+    size_t k = 0;
+    if (!g_cmd) return 0;
+    for (const OptSpec *s = g_cmd->opts; s->name && k < cap; s++) {
+        k += (size_t)snprintf(buf + k, cap - k, "%s=", s->name);
+        if (k < cap) k += format_value(o, s, buf + k, cap - k);
+        if (k < cap) k += (size_t)snprintf(buf + k, cap - k, "\n");
+    }
+    return k;
+}
+
+void opt_print(const Options *o, FILE *f)
+{
+    char v[512];
+    fprintf(f, "ncsn %s configuration:\n", o->cmd);
+    for (const OptSpec *s = g_cmd->opts; s->name; s++) {
+        format_value(o, s, v, sizeof v);
+        fprintf(f, "  %-18s %s\n", s->name, v);
+    }
+}
+
+int cli_main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        print_commands(argc < 2 ? stderr : stdout);
+        return argc < 2 ? NCSN_EXIT_USAGE : 0;
+    }
+    for (const Command *c = COMMANDS; c->name; c++) {
+        if (strcmp(argv[1], c->name) != 0) continue;
+        static Options o;
+        memset(&o, 0, sizeof o);
+        o.cmd = c->name;
+        g_cmd = c;
+        parse(&o, c, argc - 2, argv + 2);
+        return c->run(&o);
+    }
+    ncsn_die_usage("unknown command '%s' (see ncsn --help)", argv[1]);
+}

@@ -1,0 +1,255 @@
+/* h5util.c: see h5util.h. */
+#include "ncsn/h5util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ncsn/common.h"
+
+void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+hid_t h5_open_read(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) ncsn_die_usage("%s: cannot open file (missing or unreadable)", path);
+    fclose(f);
+    if (H5Fis_hdf5(path) <= 0)
+        ncsn_die_usage("%s: not an HDF5 file", path);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) ncsn_die_usage("%s: cannot open as HDF5 (locked by a writer? set HDF5_USE_FILE_LOCKING=FALSE)", path);
+    return file;
+}
+
+hid_t h5_create(const char *path)
+{
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0) ncsn_die_usage("%s: cannot create file", path);
+    return file;
+}
+
+int h5_exists(hid_t file, const char *name)
+{
+    /* H5Lexists fails on a missing intermediate group; walk the path. */
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (H5Lexists(file, buf, H5P_DEFAULT) <= 0) return 0;
+        *p = '/';
+    }
+    return H5Lexists(file, buf, H5P_DEFAULT) > 0;
+}
+
+H5Info h5_info(hid_t file, const char *path, const char *name)
+{
+    H5Info info;
+    memset(&info, 0, sizeof info);
+    if (!h5_exists(file, name)) ncsn_die_usage("%s: dataset %s is missing", path, name);
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    if (ds < 0) ncsn_die_usage("%s: %s is not a dataset", path, name);
+    hid_t sp = H5Dget_space(ds), ty = H5Dget_type(ds);
+    info.rank = H5Sget_simple_extent_ndims(sp);
+    if (info.rank > H5_MAX_RANK) ncsn_die_usage("%s: dataset %s has rank %d (too many)", path, name, info.rank);
+    H5Sget_simple_extent_dims(sp, info.dims, NULL);
+    info.cls = H5Tget_class(ty);
+    info.type_size = H5Tget_size(ty);
+    info.is_signed = info.cls == H5T_INTEGER ? H5Tget_sign(ty) == H5T_SGN_2 : 1;
+    H5Tclose(ty);
+    H5Sclose(sp);
+    H5Dclose(ds);
+    return info;
+}
+
+static void shape_text(char *buf, size_t cap, int rank, const hsize_t *dims)
+{
+    size_t k = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < rank && k < cap; i++)
+        k += (size_t)snprintf(buf + k, cap - k, "%s%llu", i ? "," : "", (unsigned long long)dims[i]);
+    if (k < cap) snprintf(buf + k, cap - k, "]");
+}
+
+void h5_read_exact(hid_t file, const char *path, const char *name, int rank, const hsize_t *dims,
+                   hid_t mem_type, void *buf)
+{
+    H5Info info = h5_info(file, path, name);
+    char want[128], got[128];
+    shape_text(want, sizeof want, rank, dims);
+    shape_text(got, sizeof got, info.rank, info.dims);
+    int same = info.rank == rank;
+    for (int i = 0; same && i < rank; i++) same = info.dims[i] == dims[i];
+    if (!same) ncsn_die_usage("%s: dataset %s has shape %s, expected %s", path, name, got, want);
+    if (info.cls != H5T_FLOAT && info.cls != H5T_INTEGER)
+        ncsn_die_usage("%s: dataset %s is not numeric", path, name);
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    if (H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+        ncsn_die_usage("%s: cannot read dataset %s (corrupt or failed checksum)", path, name);
+    H5Dclose(ds);
+}
+
+float *h5_read_floats(hid_t file, const char *path, const char *name, int rank, hsize_t *dims)
+{
+    H5Info info = h5_info(file, path, name);
+    if (info.cls != H5T_FLOAT) ncsn_die_usage("%s: dataset %s must be float32", path, name);
+    if (info.rank != rank)
+        ncsn_die_usage("%s: dataset %s has rank %d, expected %d", path, name, info.rank, rank);
+    size_t n = 1;
+    for (int i = 0; i < rank; i++) {
+        dims[i] = info.dims[i];
+        n *= dims[i];
+    }
+    float *buf = xmalloc(n * sizeof(float));
+    h5_read_exact(file, path, name, rank, dims, H5T_NATIVE_FLOAT, buf);
+    return buf;
+}
+
+int *h5_read_ints(hid_t file, const char *path, const char *name, hsize_t *n)
+{
+    H5Info info = h5_info(file, path, name);
+    if (info.cls != H5T_INTEGER) ncsn_die_usage("%s: dataset %s must be integer", path, name);
+    if (info.rank != 1) ncsn_die_usage("%s: dataset %s has rank %d, expected 1", path, name, info.rank);
+    *n = info.dims[0];
+    int *buf = xmalloc((size_t)*n * sizeof(int));
+    h5_read_exact(file, path, name, 1, n, H5T_NATIVE_INT, buf);
+    return buf;
+}
+
+void h5_write(hid_t loc, const char *name, hid_t mem_type, hid_t file_type, int rank,
+              const hsize_t *dims, const void *data)
+{
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t chunk[H5_MAX_RANK];
+    size_t elem = H5Tget_size(file_type), bytes = elem;
+    int empty = 0;
+    for (int i = 0; i < rank; i++) {
+        chunk[i] = dims[i];
+        bytes *= dims[i];
+        if (dims[i] == 0) empty = 1;
+    }
+    /* Chunks of at most ~1 MiB: halve the leading dimensions. */
+    for (int i = 0; i < rank && bytes > (1u << 20); i++)
+        while (chunk[i] > 1 && bytes > (1u << 20)) {
+            bytes = bytes / chunk[i] * ((chunk[i] + 1) / 2);
+            chunk[i] = (chunk[i] + 1) / 2;
+        }
+    if (!empty && rank > 0) {
+        H5_CHECK(H5Pset_chunk(dcpl, rank, chunk));
+        H5_CHECK(H5Pset_fletcher32(dcpl));
+    }
+    hid_t ds = H5Dcreate2(loc, name, file_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    CHECK(ds >= 0, "cannot create dataset %s", name);
+    if (!empty) H5_CHECK(H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+    H5Dclose(ds);
+    H5Pclose(dcpl);
+    H5Sclose(sp);
+}
+
+void h5_write_scalar_double(hid_t loc, const char *name, double v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t ds = H5Dcreate2(loc, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    CHECK(ds >= 0, "cannot create dataset %s", name);
+    H5_CHECK(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v));
+    H5Dclose(ds);
+    H5Sclose(sp);
+}
+
+static void attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, int n,
+                       const void *v)
+{
+    hsize_t d = (hsize_t)n;
+    hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &d, NULL);
+    if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+    hid_t a = H5Acreate2(obj, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    CHECK(a >= 0, "cannot create attribute %s", name);
+    H5_CHECK(H5Awrite(a, mem_type, v));
+    H5Aclose(a);
+    H5Sclose(sp);
+}
+
+void h5_attr_write_int(hid_t obj, const char *name, int n, const int *v)
+{
+    attr_write(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT, n, v);
+}
+
+void h5_attr_write_double(hid_t obj, const char *name, int n, const double *v)
+{
+    attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, n, v);
+}
+
+void h5_attr_write_str(hid_t obj, const char *name, const char *s)
+{
+    hid_t ty = H5Tcopy(H5T_C_S1);
+    H5Tset_size(ty, strlen(s) + 1);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
+    hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
+    CHECK(a >= 0, "cannot create attribute %s", name);
+    H5_CHECK(H5Awrite(a, ty, s));
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(ty);
+}
+
+static int attr_read(hid_t obj, const char *path, const char *obj_name, const char *name, int n,
+                     hid_t mem_type, void *v)
+{
+    if (H5Aexists(obj, name) <= 0) return 0;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t sp = H5Aget_space(a);
+    hssize_t count = H5Sget_simple_extent_npoints(sp);
+    if (count != n)
+        ncsn_die_usage("%s: attribute %s of %s has %lld values, expected %d", path, name, obj_name,
+                       (long long)count, n);
+    if (H5Aread(a, mem_type, v) < 0)
+        ncsn_die_usage("%s: attribute %s of %s is not numeric", path, name, obj_name);
+    H5Sclose(sp);
+    H5Aclose(a);
+    return 1;
+}
+
+int h5_attr_read_int(hid_t obj, const char *path, const char *obj_name, const char *name, int n, int *v)
+{
+    return attr_read(obj, path, obj_name, name, n, H5T_NATIVE_INT, v);
+}
+
+int h5_attr_read_double(hid_t obj, const char *path, const char *obj_name, const char *name, int n,
+                        double *v)
+{
+    return attr_read(obj, path, obj_name, name, n, H5T_NATIVE_DOUBLE, v);
+}
+
+int h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (H5Aexists(obj, name) <= 0) return 0;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t ty = H5Aget_type(a);
+    int ok = 0;
+    if (H5Tget_class(ty) == H5T_STRING) {
+        if (H5Tis_variable_str(ty) > 0) {
+            char *s = NULL;
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, H5T_VARIABLE);
+            if (H5Aread(a, mt, &s) >= 0 && s) {
+                snprintf(buf, cap, "%s", s);
+                H5free_memory(s);
+                ok = 1;
+            }
+            H5Tclose(mt);
+        } else {
+            size_t sz = H5Tget_size(ty);
+            char *tmp = xcalloc(sz + 1, 1);
+            if (H5Aread(a, ty, tmp) >= 0) {
+                snprintf(buf, cap, "%s", tmp);
+                ok = 1;
+            }
+            free(tmp);
+        }
+    }
+    H5Tclose(ty);
+    H5Aclose(a);
+    return ok;
+}

@@ -1,0 +1,341 @@
+/* model.c: forward and backward of the NCSN score network (DESIGN.md 1).
+ *
+ * The forward pass reads like the PyTorch module; every block saves in the
+ * run's cache what its backward needs (the inputs of convolutions and norms,
+ * the outputs of ELUs, the norms' statistics). The backward pass mirrors the
+ * forward from the end to the beginning and accumulates parameter gradients
+ * into m->grads. Every norm in this network is followed by an ELU, so the
+ * pair is one step here (norm_elu). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ncsn/common.h"
+#include "ncsn/model.h"
+
+typedef struct {
+    const float *x; /* norm input [N, nf, H, W] */
+    float *a;       /* ELU output [N, nf, H, W] */
+    float *mean, *rstd; /* [N * nf] */
+} NormEluCache;
+
+typedef struct {
+    const float *x;
+    NormEluCache n1, n2;
+    float *c1; /* conv1 output = norm2 input */
+} RcuCache;
+
+typedef struct {
+    RcuCache u[2];
+    float *mid; /* output of unit 0 */
+} RcuBlockCache;
+
+typedef struct {
+    NormEluCache n[4];
+    float *p[4]; /* pooled = conv input */
+    float *h[4]; /* conv outputs */
+} CrpCache;
+
+typedef struct {
+    RcuBlockCache in[2];
+    float *hin[2];
+    NormEluCache msf[2];
+    float *fused; /* MSF output, or hin[0] with one input */
+    CrpCache crp;
+    float *pooled; /* CRP output */
+    RcuBlockCache out;
+} RefineCache;
+
+struct ModelCache {
+    const float *x;
+    float *h0;
+    RcuBlockCache stage[4];
+    float *h[4];
+    RefineCache refine[4];
+    float *r[4];
+    NormEluCache end;
+};
+
+typedef struct {
+    Model *m;
+    ModelRun *r;
+    Shape s; /* [N, nf, H, W] */
+    const int *labels;
+} Ctx;
+
+void model_run_init(ModelRun *r)
+{
+    memset(r, 0, sizeof *r);
+    arena_init(&r->act);
+    arena_init(&r->tmp);
+    r->cache = xcalloc(1, sizeof *r->cache);
+}
+
+void model_run_free(ModelRun *r)
+{
+    arena_free(&r->act);
+    arena_free(&r->tmp);
+    free(r->work);
+    free(r->cache);
+    memset(r, 0, sizeof *r);
+}
+
+static float *P(const Ctx *c, size_t off) { return c->m->params + off; }
+static float *G(const Ctx *c, size_t off) { return c->m->grads + off; }
+static float *act(const Ctx *c) { return arena_alloc(&c->r->act, shape_count(c->s)); }
+static float *tmpz(const Ctx *c) { return arena_zalloc(&c->r->tmp, shape_count(c->s)); }
+
+static void conv_fwd(const Ctx *c, const ConvLayer *L, float *out, const float *in, int accumulate)
+{
+    Shape s = c->s;
+    s.C = L->cin;
+    conv_forward(out, in, P(c, L->w), P(c, L->b), s, L->cout, L->dil, accumulate, c->r->work);
+}
+
+static void conv_bwd(const Ctx *c, const ConvLayer *L, float *din, const float *dout, const float *in)
+{
+    Shape s = c->s;
+    s.C = L->cin;
+    conv_backward(din, G(c, L->w), G(c, L->b), dout, in, P(c, L->w), s, L->cout, L->dil, c->r->work);
+}
+
+/* a = ELU(norm(x)) */
+static void norm_elu_fwd(const Ctx *c, const NormLayer *L, NormEluCache *k, const float *x)
+{
+    size_t nc = (size_t)c->s.N * c->s.C;
+    k->x = x;
+    k->a = act(c);
+    k->mean = arena_alloc(&c->r->act, nc);
+    k->rstd = arena_alloc(&c->r->act, nc);
+    norm_forward(k->a, k->mean, k->rstd, x, P(c, L->embed), c->labels, c->s);
+    elu_forward(k->a, k->a, shape_count(c->s));
+}
+
+/* dx += d/dx given da */
+static void norm_elu_bwd(const Ctx *c, const NormLayer *L, const NormEluCache *k, float *dx,
+                         const float *da)
+{
+    size_t mark = arena_mark(&c->r->tmp);
+    float *dn = tmpz(c);
+    elu_backward(dn, da, k->a, shape_count(c->s));
+    norm_backward(dx, G(c, L->embed), dn, k->mean, k->rstd, k->x, P(c, L->embed), c->labels, c->s);
+    arena_release(&c->r->tmp, mark);
+}
+
+/* out = x + conv2(ELU(norm2(conv1(ELU(norm1(x)))))) */
+static void rcu_fwd(const Ctx *c, const RcuLayer *L, RcuCache *k, float *out, const float *x)
+{
+    k->x = x;
+    norm_elu_fwd(c, &L->norm1, &k->n1, x);
+    k->c1 = act(c);
+    conv_fwd(c, &L->conv1, k->c1, k->n1.a, 0);
+    norm_elu_fwd(c, &L->norm2, &k->n2, k->c1);
+    memcpy(out, x, shape_count(c->s) * sizeof(float));
+    conv_fwd(c, &L->conv2, out, k->n2.a, 1);
+}
+
+static void rcu_bwd(const Ctx *c, const RcuLayer *L, const RcuCache *k, float *dx, const float *dout)
+{
+    size_t mark = arena_mark(&c->r->tmp);
+    vec_add(dx, dout, shape_count(c->s));
+    float *da2 = tmpz(c);
+    conv_bwd(c, &L->conv2, da2, dout, k->n2.a);
+    float *dc1 = tmpz(c);
+    norm_elu_bwd(c, &L->norm2, &k->n2, dc1, da2);
+    float *da1 = da2;
+    memset(da1, 0, shape_count(c->s) * sizeof(float));
+    conv_bwd(c, &L->conv1, da1, dc1, k->n1.a);
+    norm_elu_bwd(c, &L->norm1, &k->n1, dx, da1);
+    arena_release(&c->r->tmp, mark);
+}
+
+static void rcu_block_fwd(const Ctx *c, const RcuBlock *L, RcuBlockCache *k, float *out, const float *x)
+{
+    k->mid = act(c);
+    rcu_fwd(c, &L->units[0], &k->u[0], k->mid, x);
+    rcu_fwd(c, &L->units[1], &k->u[1], out, k->mid);
+}
+
+static void rcu_block_bwd(const Ctx *c, const RcuBlock *L, const RcuBlockCache *k, float *dx,
+                          const float *dout)
+{
+    size_t mark = arena_mark(&c->r->tmp);
+    float *dmid = tmpz(c);
+    rcu_bwd(c, &L->units[1], &k->u[1], dmid, dout);
+    rcu_bwd(c, &L->units[0], &k->u[0], dx, dmid);
+    arena_release(&c->r->tmp, mark);
+}
+
+/* out = x + sum_i h_i, h_{i+1} = conv_i(maxpool5(ELU(norm_i(h_i)))), h_0 = x */
+static void crp_fwd(const Ctx *c, const RefineLayer *L, CrpCache *k, float *out, const float *x)
+{
+    size_t n = shape_count(c->s);
+    memcpy(out, x, n * sizeof(float));
+    const float *h = x;
+    for (int i = 0; i < 4; i++) {
+        norm_elu_fwd(c, &L->crp_norms[i], &k->n[i], h);
+        k->p[i] = act(c);
+        maxpool5_forward(k->p[i], k->n[i].a, c->s);
+        k->h[i] = act(c);
+        conv_fwd(c, &L->crp_convs[i], k->h[i], k->p[i], 0);
+        vec_add(out, k->h[i], n);
+        h = k->h[i];
+    }
+}
+
+static void crp_bwd(const Ctx *c, const RefineLayer *L, const CrpCache *k, float *dx, const float *dout)
+{
+    size_t n = shape_count(c->s);
+    size_t mark = arena_mark(&c->r->tmp);
+    vec_add(dx, dout, n);
+    float *dh = tmpz(c); /* gradient of h[i] */
+    memcpy(dh, dout, n * sizeof(float));
+    float *dp = tmpz(c), *da = tmpz(c);
+    for (int i = 3; i >= 0; i--) {
+        memset(dp, 0, n * sizeof(float));
+        memset(da, 0, n * sizeof(float));
+        conv_bwd(c, &L->crp_convs[i], dp, dh, k->p[i]);
+        maxpool5_backward(da, dp, k->n[i].a, c->s);
+        if (i == 0) {
+            norm_elu_bwd(c, &L->crp_norms[0], &k->n[0], dx, da);
+        } else {
+            memcpy(dh, dout, n * sizeof(float));
+            norm_elu_bwd(c, &L->crp_norms[i], &k->n[i], dh, da);
+        }
+    }
+    arena_release(&c->r->tmp, mark);
+}
+
+/* RefineBlock: rcu_in per input, MSF when two, CRP, rcu_out. */
+static void refine_fwd(const Ctx *c, const RefineLayer *L, RefineCache *k, float *out,
+                       const float *x0, const float *x1)
+{
+    const float *xs[2] = {x0, x1};
+    for (int i = 0; i < L->n_in; i++) {
+        k->hin[i] = act(c);
+        rcu_block_fwd(c, &L->rcu_in[i], &k->in[i], k->hin[i], xs[i]);
+    }
+    if (L->n_in == 1) {
+        k->fused = k->hin[0];
+    } else {
+        k->fused = act(c);
+        for (int i = 0; i < 2; i++) {
+            norm_elu_fwd(c, &L->msf_norms[i], &k->msf[i], k->hin[i]);
+            conv_fwd(c, &L->msf_convs[i], k->fused, k->msf[i].a, i > 0);
+        }
+    }
+    k->pooled = act(c);
+    crp_fwd(c, L, &k->crp, k->pooled, k->fused);
+    rcu_block_fwd(c, &L->rcu_out, &k->out, out, k->pooled);
+}
+
+static void refine_bwd(const Ctx *c, const RefineLayer *L, const RefineCache *k, float *dx0,
+                       float *dx1, const float *dout)
+{
+    size_t mark = arena_mark(&c->r->tmp);
+    float *dpooled = tmpz(c);
+    rcu_block_bwd(c, &L->rcu_out, &k->out, dpooled, dout);
+    float *dfused = tmpz(c);
+    crp_bwd(c, L, &k->crp, dfused, dpooled);
+    float *dh[2] = {dfused, NULL};
+    if (L->n_in == 2) {
+        float *da = dpooled;
+        for (int i = 0; i < 2; i++) {
+            dh[i] = tmpz(c);
+            memset(da, 0, shape_count(c->s) * sizeof(float));
+            conv_bwd(c, &L->msf_convs[i], da, dfused, k->msf[i].a);
+            norm_elu_bwd(c, &L->msf_norms[i], &k->msf[i], dh[i], da);
+        }
+    }
+    float *dxs[2] = {dx0, dx1};
+    for (int i = 0; i < L->n_in; i++) rcu_block_bwd(c, &L->rcu_in[i], &k->in[i], dxs[i], dh[i]);
+    arena_release(&c->r->tmp, mark);
+}
+
+static Ctx make_ctx(Model *m, ModelRun *r, Shape in, const int *labels)
+{
+    Ctx c = {.m = m, .r = r, .s = in, .labels = labels};
+    c.s.C = m->cfg.nf;
+    return c;
+}
+
+void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int *labels, Shape s)
+{
+    CHECK(s.C == m->cfg.in_channels, "input has %d channels, the model expects %d", s.C,
+          m->cfg.in_channels);
+    CHECK(!m->cfg.scale_by_sigma || m->sigmas, "the model has no noise levels (sigmas not set)");
+    arena_reset(&r->act);
+    arena_reset(&r->tmp);
+    Shape feat = s;
+    feat.C = m->cfg.nf;
+    size_t need = conv_work_floats(feat, m->cfg.nf);
+    if (r->work_floats < need) {
+        free(r->work);
+        r->work = xmalloc(need * sizeof(float));
+        r->work_floats = need;
+    }
+    r->in_shape = s;
+    r->labels = labels;
+    Ctx c = make_ctx(m, r, s, labels);
+    ModelCache *k = r->cache;
+    const NetLayout *net = &m->net;
+    k->x = x;
+    k->h0 = act(&c);
+    conv_fwd(&c, &net->begin_conv, k->h0, x, 0);
+    const float *h = k->h0;
+    for (int i = 0; i < 4; i++) {
+        k->h[i] = act(&c);
+        rcu_block_fwd(&c, &net->stage[i], &k->stage[i], k->h[i], h);
+        h = k->h[i];
+    }
+    for (int i = 3; i >= 0; i--) {
+        k->r[i] = act(&c);
+        refine_fwd(&c, &net->refine[i], &k->refine[i], k->r[i], k->h[i], i == 3 ? NULL : k->r[i + 1]);
+    }
+    norm_elu_fwd(&c, &net->end_norm, &k->end, k->r[0]);
+    conv_fwd(&c, &net->end_conv, out, k->end.a, 0);
+    if (m->cfg.scale_by_sigma) {
+        size_t per = shape_count(s) / (size_t)s.N;
+        for (int n = 0; n < s.N; n++) {
+            float inv = 1.0f / m->sigmas[labels[n]];
+            for (size_t i = 0; i < per; i++) out[n * per + i] *= inv;
+        }
+    }
+}
+
+void model_backward(Model *m, ModelRun *r, float *dx, const float *dout)
+{
+    Shape s = r->in_shape;
+    Ctx c = make_ctx(m, r, s, r->labels);
+    const ModelCache *k = r->cache;
+    const NetLayout *net = &m->net;
+    size_t mark = arena_mark(&r->tmp);
+
+    /* out = conv(a) / sigma[y]: scale the incoming gradient first. */
+    size_t n_out = shape_count(s), per = n_out / (size_t)s.N;
+    float *dscaled = arena_alloc(&r->tmp, n_out);
+    for (int n = 0; n < s.N; n++) {
+        float inv = m->cfg.scale_by_sigma ? 1.0f / m->sigmas[r->labels[n]] : 1.0f;
+        for (size_t i = 0; i < per; i++) dscaled[n * per + i] = dout[n * per + i] * inv;
+    }
+    float *da = tmpz(&c);
+    Shape end_in = c.s;
+    conv_backward(da, G(&c, net->end_conv.w), G(&c, net->end_conv.b), dscaled, k->end.a,
+                  P(&c, net->end_conv.w), end_in, net->end_conv.cout, 1, r->work);
+    float *dr[4], *dh[4];
+    for (int i = 0; i < 4; i++) {
+        dr[i] = tmpz(&c);
+        dh[i] = tmpz(&c);
+    }
+    norm_elu_bwd(&c, &net->end_norm, &k->end, dr[0], da);
+    for (int i = 0; i < 4; i++)
+        refine_bwd(&c, &net->refine[i], &k->refine[i], dh[i], i == 3 ? NULL : dr[i + 1], dr[i]);
+    for (int i = 3; i >= 0; i--) {
+        float *dprev = i > 0 ? dh[i - 1] : da;
+        if (i == 0) memset(da, 0, shape_count(c.s) * sizeof(float));
+        rcu_block_bwd(&c, &net->stage[i], &k->stage[i], dprev, dh[i]);
+    }
+    Shape in = s;
+    conv_backward(dx, G(&c, net->begin_conv.w), G(&c, net->begin_conv.b), da, k->x,
+                  P(&c, net->begin_conv.w), in, net->begin_conv.cout, 1, r->work);
+    arena_release(&r->tmp, mark);
+}

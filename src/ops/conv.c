@@ -1,0 +1,108 @@
+/* conv.c: 3x3 convolution (stride 1, dilation d, padding d) by im2col and
+ * OpenBLAS sgemm, one sample at a time.
+ *
+ * For a sample, col[k, p] with k = ci*9 + kh*3 + kw and p = h*W + w holds
+ * in[ci, h + (kh-1)d, w + (kw-1)d] (0 outside the image). Then
+ *   out[co, p] = sum_k w[co, k] col[k, p] + b[co]        (w viewed as [cout, K])
+ *   dw[co, k] += sum_p dout[co, p] col[k, p]
+ *   dcol[k, p] = sum_co w[co, k] dout[co, p]  ->  din by col2im (scatter-add). */
+#include <cblas.h>
+#include <string.h>
+
+#include "ncsn/ops.h"
+
+size_t conv_work_floats(Shape s, int cout)
+{
+    (void)cout;
+    return 2 * (size_t)s.C * 9 * s.H * s.W;
+}
+
+/* col: [C*9, H*W] */
+static void im2col(float *col, const float *x, int C, int H, int W, int d)
+{
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < 3; kh++)
+            for (int kw = 0; kw < 3; kw++) {
+                float *row = col + ((size_t)(c * 9 + kh * 3 + kw)) * H * W;
+                int dh = (kh - 1) * d, dw = (kw - 1) * d;
+                int w0 = dw < 0 ? -dw : 0, w1 = dw > 0 ? W - dw : W; /* valid w range */
+                for (int h = 0; h < H; h++) {
+                    float *r = row + (size_t)h * W;
+                    int hs = h + dh;
+                    if (hs < 0 || hs >= H || w0 >= w1) {
+                        memset(r, 0, sizeof(float) * W);
+                        continue;
+                    }
+                    const float *src = x + ((size_t)c * H + hs) * W + dw;
+                    for (int w = 0; w < w0; w++) r[w] = 0.0f;
+                    memcpy(r + w0, src + w0, sizeof(float) * (w1 - w0));
+                    for (int w = w1 > w0 ? w1 : w0; w < W; w++) r[w] = 0.0f;
+                }
+            }
+}
+
+/* dx += col2im(col) */
+static void col2im_add(float *dx, const float *col, int C, int H, int W, int d)
+{
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < 3; kh++)
+            for (int kw = 0; kw < 3; kw++) {
+                const float *row = col + ((size_t)(c * 9 + kh * 3 + kw)) * H * W;
+                int dh = (kh - 1) * d, dw = (kw - 1) * d;
+                int w0 = dw < 0 ? -dw : 0, w1 = dw > 0 ? W - dw : W;
+                for (int h = 0; h < H; h++) {
+                    int hs = h + dh;
+                    if (hs < 0 || hs >= H) continue;
+                    const float *r = row + (size_t)h * W;
+                    float *dst = dx + ((size_t)c * H + hs) * W + dw;
+                    for (int w = w0; w < w1; w++) dst[w] += r[w];
+                }
+            }
+}
+
+void conv_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout,
+                  int d, int accumulate, float *work)
+{
+    int K = s.C * 9, P = s.H * s.W;
+    float *col = work; /* [K, P] */
+    for (int n = 0; n < s.N; n++) {
+        const float *x = in + (size_t)n * s.C * P;
+        float *y = out + (size_t)n * cout * P; /* [cout, P] */
+        im2col(col, x, s.C, s.H, s.W, d);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, P, K, 1.0f, w, K, col, P,
+                    accumulate ? 1.0f : 0.0f, y, P);
+        for (int co = 0; co < cout; co++) {
+            float bias = b[co];
+            float *yr = y + (size_t)co * P;
+            for (int p = 0; p < P; p++) yr[p] += bias;
+        }
+    }
+}
+
+void conv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                   const float *w, Shape s, int cout, int d, float *work)
+{
+    int K = s.C * 9, P = s.H * s.W;
+    float *col = work;                   /* [K, P] */
+    float *dcol = work + (size_t)K * P;  /* [K, P] */
+    for (int n = 0; n < s.N; n++) {
+        const float *dy = dout + (size_t)n * cout * P; /* [cout, P] */
+        if (db)
+            for (int co = 0; co < cout; co++) {
+                const float *r = dy + (size_t)co * P;
+                float acc = 0.0f;
+                for (int p = 0; p < P; p++) acc += r[p];
+                db[co] += acc;
+            }
+        if (dw) {
+            im2col(col, in + (size_t)n * s.C * P, s.C, s.H, s.W, d);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, P, 1.0f, dy, P, col, P,
+                        1.0f, dw, K);
+        }
+        if (din) {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, cout, 1.0f, w, K, dy, P,
+                        0.0f, dcol, P);
+            col2im_add(din + (size_t)n * s.C * P, dcol, s.C, s.H, s.W, d);
+        }
+    }
+}

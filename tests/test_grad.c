@@ -1,0 +1,284 @@
+/* test_grad.c: finite-difference checks of every op's backward and of the
+ * whole DSM loss.
+ *
+ * For an op f and a fixed random r, the scalar J = sum(f(...) * r) is
+ * evaluated in double from the float outputs; the analytic gradient of J
+ * (the backward pass with dout = r) is compared with central differences
+ * (J(t + e) - J(t - e)) / 2e on random coordinates of every input tensor.
+ * The check is the relative error ||g_fd - g|| / ||g|| over the sampled
+ * coordinates; a wrong sign, factor or index gives errors of order 1, while
+ * float rounding gives about 1e-5 for single ops and 1e-3 for the network. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ncsn/common.h"
+#include "ncsn/loss.h"
+#include "ncsn/model.h"
+#include "ncsn/rng.h"
+
+#define TOL_OP 1e-3  /* single ops: float rounding only */
+#define TOL_NET 1e-2 /* whole network: also ELU/max-pool kinks near the step */
+static int g_failed = 0;
+
+static float *randn(size_t n, uint32_t tag, float scale)
+{
+    float *p = xmalloc(n * sizeof(float));
+    rng_fill_normal(p, n, 1234, 99, tag, 0);
+    for (size_t i = 0; i < n; i++) p[i] *= scale;
+    return p;
+}
+
+/* One case: tensors to perturb, a forward that fills out, a backward that
+ * accumulates gradients of sum(out * r) into grads[i]. */
+typedef struct Case Case;
+struct Case {
+    const char *name;
+    int n_in;
+    float *in[5];
+    size_t count[5];
+    const char *in_name[5];
+    float *grads[5];
+    size_t n_out;
+    float *out, *r;
+    void (*forward)(Case *);
+    void (*backward)(Case *);
+    /* op parameters */
+    Shape s;
+    int cout, d, *labels;
+    float *mean, *rstd, *work;
+    double eps;
+};
+
+static double objective(Case *c)
+{
+    c->forward(c);
+    double j = 0.0;
+    for (size_t i = 0; i < c->n_out; i++) j += (double)c->out[i] * c->r[i];
+    return j;
+}
+
+static void check_case(Case *c, int coords)
+{
+    for (int t = 0; t < c->n_in; t++) {
+        c->grads[t] = xcalloc(c->count[t], sizeof(float));
+    }
+    c->forward(c);
+    c->backward(c);
+    for (int t = 0; t < c->n_in; t++) {
+        double num = 0.0, den = 0.0;
+        uint32_t w[4];
+        for (int k = 0; k < coords; k++) {
+            rng_block(w, 77, 1, (uint32_t)t, (uint32_t)k, 0);
+            size_t i = w[0] % c->count[t];
+            float keep = c->in[t][i];
+            c->in[t][i] = keep + (float)c->eps;
+            double jp = objective(c);
+            c->in[t][i] = keep - (float)c->eps;
+            double jm = objective(c);
+            c->in[t][i] = keep;
+            double fd = (jp - jm) / (2.0 * c->eps);
+            num += (fd - c->grads[t][i]) * (fd - c->grads[t][i]);
+            den += fd * fd;
+        }
+        double rel = sqrt(num / (den > 0 ? den : 1e-30));
+        int ok = rel <= TOL_OP && den > 0;
+        printf("%-34s d/%-6s rel.err %.2e %s\n", c->name, c->in_name[t], rel, ok ? "ok" : "FAIL");
+        if (!ok) g_failed = 1;
+        free(c->grads[t]);
+    }
+}
+
+/* ---- conv ---- */
+static void conv_f(Case *c) { conv_forward(c->out, c->in[0], c->in[1], c->in[2], c->s, c->cout, c->d, 0, c->work); }
+static void conv_b(Case *c) { conv_backward(c->grads[0], c->grads[1], c->grads[2], c->r, c->in[0], c->in[1], c->s, c->cout, c->d, c->work); }
+
+static void test_conv(int d)
+{
+    Case c = {0};
+    char name[64];
+    snprintf(name, sizeof name, "conv3x3 dilation %d", d);
+    c.name = name;
+    c.s = (Shape){2, 3, 7, 5};
+    c.cout = 4;
+    c.d = d;
+    c.n_in = 3;
+    c.count[0] = shape_count(c.s);
+    c.count[1] = (size_t)c.cout * c.s.C * 9;
+    c.count[2] = (size_t)c.cout;
+    c.in_name[0] = "x"; c.in_name[1] = "w"; c.in_name[2] = "b";
+    for (int t = 0; t < 3; t++) c.in[t] = randn(c.count[t], (uint32_t)t + 10 * d, 1.0f);
+    c.n_out = (size_t)c.s.N * c.cout * c.s.H * c.s.W;
+    c.out = xmalloc(c.n_out * sizeof(float));
+    c.r = randn(c.n_out, 50, 1.0f);
+    c.work = xmalloc(conv_work_floats(c.s, c.cout) * sizeof(float));
+    c.forward = conv_f;
+    c.backward = conv_b;
+    c.eps = 1e-2;
+    check_case(&c, 200);
+}
+
+/* ---- conditional instance norm ---- */
+static void norm_f(Case *c) { norm_forward(c->out, c->mean, c->rstd, c->in[0], c->in[1], c->labels, c->s); }
+static void norm_b(Case *c) { norm_backward(c->grads[0], c->grads[1], c->r, c->mean, c->rstd, c->in[0], c->in[1], c->labels, c->s); }
+
+static void test_norm(void)
+{
+    Case c = {0};
+    c.name = "cond. instance norm";
+    c.s = (Shape){3, 4, 5, 6};
+    int L = 3, labels[3] = {2, 0, 2};
+    c.labels = labels;
+    c.n_in = 2;
+    c.count[0] = shape_count(c.s);
+    c.count[1] = (size_t)L * 2 * c.s.C;
+    c.in_name[0] = "x"; c.in_name[1] = "embed";
+    c.in[0] = randn(c.count[0], 1, 2.0f);
+    c.in[1] = randn(c.count[1], 2, 1.0f);
+    c.n_out = c.count[0];
+    c.out = xmalloc(c.n_out * sizeof(float));
+    c.r = randn(c.n_out, 3, 1.0f);
+    c.mean = xmalloc(12 * sizeof(float));
+    c.rstd = xmalloc(12 * sizeof(float));
+    c.forward = norm_f;
+    c.backward = norm_b;
+    c.eps = 1e-2;
+    check_case(&c, 200);
+}
+
+/* ---- ELU ---- */
+static void elu_f(Case *c) { elu_forward(c->out, c->in[0], c->n_out); }
+static void elu_b(Case *c) { elu_backward(c->grads[0], c->r, c->out, c->n_out); }
+
+static void test_elu(void)
+{
+    Case c = {0};
+    c.name = "ELU";
+    c.n_in = 1;
+    c.count[0] = c.n_out = 500;
+    c.in_name[0] = "x";
+    c.in[0] = randn(500, 4, 2.0f);
+    for (size_t i = 0; i < 500; i++) /* keep away from the kink at 0 */
+        if (fabsf(c.in[0][i]) < 0.05f) c.in[0][i] = 0.5f;
+    c.out = xmalloc(500 * sizeof(float));
+    c.r = randn(500, 5, 1.0f);
+    c.forward = elu_f;
+    c.backward = elu_b;
+    c.eps = 1e-3;
+    check_case(&c, 200);
+}
+
+/* ---- max pool ---- */
+static void pool_f(Case *c) { maxpool5_forward(c->out, c->in[0], c->s); }
+static void pool_b(Case *c) { maxpool5_backward(c->grads[0], c->r, c->in[0], c->s); }
+
+static void test_pool(void)
+{
+    Case c = {0};
+    c.name = "max pool 5x5";
+    c.s = (Shape){2, 3, 6, 9};
+    c.n_in = 1;
+    c.count[0] = c.n_out = shape_count(c.s);
+    c.in_name[0] = "x";
+    /* distinct values 0.1 apart, shuffled: no ties within eps */
+    uint32_t *perm = xmalloc(c.count[0] * sizeof(uint32_t));
+    rng_permutation(perm, (uint32_t)c.count[0], 5, 1, 0);
+    c.in[0] = xmalloc(c.count[0] * sizeof(float));
+    for (size_t i = 0; i < c.count[0]; i++) c.in[0][i] = 0.1f * (float)perm[i];
+    c.out = xmalloc(c.n_out * sizeof(float));
+    c.r = randn(c.n_out, 6, 1.0f);
+    c.forward = pool_f;
+    c.backward = pool_b;
+    c.eps = 1e-2;
+    check_case(&c, 200);
+    free(perm);
+}
+
+/* ---- whole network: the DSM loss w.r.t. parameters and input ---- */
+typedef struct {
+    Model m;
+    ModelRun run;
+    DsmWork w;
+    float *x, *noise;
+    int labels[3];
+    Shape s;
+} Net;
+
+static double net_loss(Net *n)
+{
+    memset(n->m.grads, 0, n->m.table.total * sizeof(float));
+    return dsm_step(&n->m, &n->run, &n->w, n->x, n->labels, n->noise, n->s, 1.0f / n->s.N, NULL) / n->s.N;
+}
+
+static void test_network(int scale_by_sigma)
+{
+    Net n;
+    memset(&n, 0, sizeof n);
+    NcsnConfig cfg;
+    config_default(&cfg);
+    cfg.in_channels = 2;
+    cfg.nf = 4;
+    cfg.num_classes = 3;
+    cfg.dilations[0] = 1; cfg.dilations[1] = 2; cfg.dilations[2] = 3; cfg.dilations[3] = 1;
+    cfg.scale_by_sigma = scale_by_sigma;
+    model_init(&n.m, &cfg);
+    float *p = randn(n.m.table.total, 20, 0.3f);
+    memcpy(n.m.params, p, n.m.table.total * sizeof(float));
+    free(p);
+    float sig[3] = {1.0f, 0.5f, 0.2f};
+    model_set_sigmas(&n.m, sig);
+    model_run_init(&n.run);
+    n.s = (Shape){3, 2, 6, 5};
+    n.labels[0] = 0; n.labels[1] = 2; n.labels[2] = 1;
+    n.x = randn(shape_count(n.s), 21, 0.5f);
+    n.noise = randn(shape_count(n.s), 22, 1.0f);
+    net_loss(&n);
+    float *g = xmalloc(n.m.table.total * sizeof(float));
+    memcpy(g, n.m.grads, n.m.table.total * sizeof(float));
+    double num = 0, den = 0;
+    uint32_t w[4];
+    double eps = 1e-3;
+    int used = 0;
+    for (int k = 0; used < 300; k++) {
+        rng_block(w, 78, 2, (uint32_t)scale_by_sigma, (uint32_t)k, 0);
+        const ParamSpec *ps = &n.m.table.specs[w[0] % n.m.table.n];
+        if (strncmp(ps->key, "refine4.msf", 11) == 0) continue;
+        size_t i = ps->offset + w[1] % ps->count;
+        float keep = n.m.params[i];
+        n.m.params[i] = keep + (float)eps;
+        double lp = net_loss(&n);
+        n.m.params[i] = keep - (float)eps;
+        double lm = net_loss(&n);
+        n.m.params[i] = keep;
+        double fd = (lp - lm) / (2 * eps);
+        num += (fd - g[i]) * (fd - g[i]);
+        den += fd * fd;
+        used++;
+    }
+    double rel = sqrt(num / den);
+    int ok = rel <= TOL_NET;
+    printf("DSM loss, scale_by_sigma=%d          d/params rel.err %.2e %s\n", scale_by_sigma, rel,
+           ok ? "ok" : "FAIL");
+    if (!ok) g_failed = 1;
+    free(g);
+    dsm_work_free(&n.w);
+    model_run_free(&n.run);
+    model_free(&n.m);
+    free(n.x);
+    free(n.noise);
+}
+
+int main(void)
+{
+    test_conv(1);
+    test_conv(2);
+    test_conv(3);
+    test_norm();
+    test_elu();
+    test_pool();
+    test_network(1);
+    test_network(0);
+    if (g_failed) printf("FAILED\n");
+    return g_failed;
+}
