@@ -125,3 +125,250 @@ void ckpt_save_model(const char *path, const Model *m, const float *weights, lon
     file_commit(tmp, path);
     ncsn_cleanup_done();
 }
+
+/* ---- training checkpoints ---- */
+
+static void write_group_of(hid_t file, const char *group, const Model *m, const float *buf)
+{
+    hid_t g = H5Gcreate2(file, group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    CHECK(g >= 0, "cannot create group %s", group);
+    for (int i = 0; i < m->table.n; i++) {
+        const ParamSpec *p = &m->table.specs[i];
+        hsize_t dims[4];
+        for (int d = 0; d < p->ndim; d++) dims[d] = (hsize_t)p->shape[d];
+        h5_write(g, p->key, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, p->ndim, dims, buf + p->offset);
+    }
+    H5Gclose(g);
+}
+
+void ckpt_save_train(const char *path, const Model *model, const OptimState *o, const TrainMeta *meta,
+                     const char *options_text)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    hid_t f = h5_create(tmp);
+    ckpt_write_weights(f, "/model", model, model->params);
+    hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
+    int st = (int)meta->step;
+    h5_attr_write_int(g, "step", 1, &st);
+    H5Gclose(g);
+    if (o->ema) ckpt_write_weights(f, "/ema", model, o->ema);
+    hid_t og = H5Gcreate2(f, "/optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Gclose(og);
+    write_group_of(f, "/optim/adam_m", model, o->m);
+    write_group_of(f, "/optim/adam_v", model, o->v);
+    hid_t t = H5Gcreate2(f, "/train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int ints[4];
+    ints[0] = (int)meta->step;
+    h5_attr_write_int(t, "step", 1, ints);
+    ints[0] = meta->data_shape[0] > 0 ? (int)(meta->step * meta->batch / meta->data_shape[0]) : 0;
+    h5_attr_write_int(t, "epoch", 1, ints);
+    ints[0] = (int)meta->batch;
+    h5_attr_write_int(t, "batch", 1, ints);
+    long long pos = (long long)meta->step * meta->batch;
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(t, "position", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5_CHECK(H5Awrite(a, H5T_NATIVE_LLONG, &pos));
+    H5Aclose(a);
+    a = H5Acreate2(t, "seed", H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5_CHECK(H5Awrite(a, H5T_NATIVE_ULLONG, &meta->seed));
+    H5Aclose(a);
+    H5Sclose(sp);
+    for (int i = 0; i < 4; i++) ints[i] = (int)meta->data_shape[i];
+    h5_attr_write_int(t, "data_shape", 4, ints);
+    ints[0] = o->ema != NULL;
+    h5_attr_write_int(t, "has_ema", 1, ints);
+    h5_attr_write_str(t, "rng", "philox4x32-10, counter-based: draws are functions of (seed, step, sample)");
+    h5_attr_write_str(t, "options", options_text ? options_text : "");
+    ints[0] = NCSN_FORMAT_VERSION;
+    h5_attr_write_int(t, "format_version", 1, ints);
+    H5Gclose(t);
+    H5_CHECK(H5Fclose(f));
+    file_commit(tmp, path);
+}
+
+/* Non-dying readers for checkpoint validation. */
+static int try_read(hid_t f, const char *name, int rank, const int *shape, float *buf, const char *path,
+                    char *err, size_t cap)
+{
+    if (!h5_exists(f, name)) {
+        snprintf(err, cap, "%s: %s is missing", path, name);
+        return -1;
+    }
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) {
+        snprintf(err, cap, "%s: %s cannot be opened", path, name);
+        return -1;
+    }
+    hid_t sp = H5Dget_space(ds);
+    hsize_t dims[8];
+    int r = H5Sget_simple_extent_ndims(sp);
+    int ok = r == rank && r <= 8;
+    if (ok) H5Sget_simple_extent_dims(sp, dims, NULL);
+    for (int i = 0; ok && i < rank; i++) ok = dims[i] == (hsize_t)shape[i];
+    H5Sclose(sp);
+    if (!ok) {
+        H5Dclose(ds);
+        snprintf(err, cap, "%s: %s has the wrong shape", path, name);
+        return -1;
+    }
+    herr_t rc = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    H5Dclose(ds);
+    if (rc < 0) {
+        snprintf(err, cap, "%s: %s cannot be read (checksum failed or truncated)", path, name);
+        return -1;
+    }
+    return 0;
+}
+
+static int try_group(hid_t f, const char *group, const Model *m, float *buf, const char *path,
+                     char *err, size_t cap)
+{
+    char name[256];
+    for (int i = 0; i < m->table.n; i++) {
+        const ParamSpec *p = &m->table.specs[i];
+        snprintf(name, sizeof name, "%s/%s", group, p->key);
+        if (try_read(f, name, p->ndim, p->shape, buf + p->offset, path, err, cap) < 0) return -1;
+    }
+    return 0;
+}
+
+static int try_attr_int(hid_t obj, const char *name, int n, int *v, const char *path,
+                        const char *where, char *err, size_t cap)
+{
+    if (H5Aexists(obj, name) <= 0) {
+        snprintf(err, cap, "%s: attribute %s of %s is missing", path, name, where);
+        return -1;
+    }
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t sp = H5Aget_space(a);
+    int count = (int)H5Sget_simple_extent_npoints(sp);
+    H5Sclose(sp);
+    herr_t rc = count == n ? H5Aread(a, H5T_NATIVE_INT, v) : -1;
+    H5Aclose(a);
+    if (rc < 0) {
+        snprintf(err, cap, "%s: attribute %s of %s is unreadable", path, name, where);
+        return -1;
+    }
+    return 0;
+}
+
+static hid_t try_open(const char *path, char *err, size_t cap)
+{
+    if (H5Fis_hdf5(path) <= 0) {
+        snprintf(err, cap, "%s: not a readable HDF5 file (truncated or corrupt)", path);
+        return -1;
+    }
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) snprintf(err, cap, "%s: cannot be opened as HDF5", path);
+    return f;
+}
+
+int ckpt_try_read_config(const char *path, NcsnConfig *cfg, float *sigmas, int *has_sigmas,
+                         char *err, size_t cap)
+{
+    hid_t f = try_open(path, err, cap);
+    if (f < 0) return -1;
+    int rc = -1;
+    config_default(cfg);
+    *has_sigmas = 0;
+    if (!h5_exists(f, "/model")) {
+        snprintf(err, cap, "%s: group /model is missing", path);
+        H5Fclose(f);
+        return -1;
+    }
+    hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
+    if (try_attr_int(g, "in_channels", 1, &cfg->in_channels, path, "/model", err, cap) == 0 &&
+        try_attr_int(g, "nf", 1, &cfg->nf, path, "/model", err, cap) == 0 &&
+        try_attr_int(g, "num_classes", 1, &cfg->num_classes, path, "/model", err, cap) == 0 &&
+        try_attr_int(g, "dilations", 4, cfg->dilations, path, "/model", err, cap) == 0 &&
+        try_attr_int(g, "scale_by_sigma", 1, &cfg->scale_by_sigma, path, "/model", err, cap) == 0) {
+        const char *bad = config_validate(cfg);
+        if (bad) snprintf(err, cap, "%s: /model attributes: %s", path, bad);
+        else rc = 0;
+    }
+    H5Gclose(g);
+    if (rc == 0 && h5_exists(f, "/model/sigmas")) {
+        int L = cfg->num_classes;
+        rc = try_read(f, "/model/sigmas", 1, &L, sigmas, path, err, cap);
+        if (rc == 0) {
+            const char *why = sigmas_validate(sigmas, L);
+            if (why) {
+                snprintf(err, cap, "%s: /model/sigmas: %s", path, why);
+                rc = -1;
+            }
+            *has_sigmas = 1;
+        }
+    }
+    H5Fclose(f);
+    return rc;
+}
+
+int ckpt_try_load_train(const char *path, Model *model, OptimState *o, TrainMeta *meta, char *err,
+                        size_t cap)
+{
+    NcsnConfig cfg;
+    float *sig = xmalloc(NCSN_MAX_LEVELS * sizeof(float));
+    int has_sig = 0;
+    if (ckpt_try_read_config(path, &cfg, sig, &has_sig, err, cap) < 0) {
+        free(sig);
+        return -1;
+    }
+    const NcsnConfig *want = &model->cfg;
+    const char *field = NULL;
+    if (cfg.in_channels != want->in_channels) field = "in_channels";
+    else if (cfg.nf != want->nf) field = "nf";
+    else if (cfg.num_classes != want->num_classes) field = "num_classes";
+    else if (memcmp(cfg.dilations, want->dilations, sizeof cfg.dilations) != 0) field = "dilations";
+    else if (cfg.scale_by_sigma != want->scale_by_sigma) field = "scale_by_sigma";
+    else if (!has_sig) field = "sigmas";
+    if (field) {
+        snprintf(err, cap, "%s: /model %s differs from this run's configuration", path, field);
+        free(sig);
+        return -1;
+    }
+    hid_t f = try_open(path, err, cap);
+    int rc = f < 0 ? -1 : 0;
+    hid_t t = -1;
+    if (rc == 0 && !h5_exists(f, "/train")) {
+        snprintf(err, cap, "%s: group /train is missing (a model file, not a training checkpoint)", path);
+        rc = -1;
+    }
+    int step = 0, batch = 0, shape[4] = {0}, has_ema = 0;
+    if (rc == 0) {
+        t = H5Gopen2(f, "/train", H5P_DEFAULT);
+        if (try_attr_int(t, "step", 1, &step, path, "/train", err, cap) < 0 ||
+            try_attr_int(t, "batch", 1, &batch, path, "/train", err, cap) < 0 ||
+            try_attr_int(t, "data_shape", 4, shape, path, "/train", err, cap) < 0 ||
+            try_attr_int(t, "has_ema", 1, &has_ema, path, "/train", err, cap) < 0)
+            rc = -1;
+        if (rc == 0) {
+            if (H5Aexists(t, "seed") <= 0) {
+                snprintf(err, cap, "%s: attribute seed of /train is missing", path);
+                rc = -1;
+            } else {
+                hid_t a = H5Aopen(t, "seed", H5P_DEFAULT);
+                if (H5Aread(a, H5T_NATIVE_ULLONG, &meta->seed) < 0) rc = -1;
+                H5Aclose(a);
+            }
+        }
+        H5Gclose(t);
+    }
+    if (rc == 0) rc = try_group(f, "/model", model, model->params, path, err, cap);
+    if (rc == 0) rc = try_group(f, "/optim/adam_m", model, o->m, path, err, cap);
+    if (rc == 0) rc = try_group(f, "/optim/adam_v", model, o->v, path, err, cap);
+    if (rc == 0 && o->ema) {
+        if (has_ema) rc = try_group(f, "/ema", model, o->ema, path, err, cap);
+        else memcpy(o->ema, model->params, model->table.total * sizeof(float));
+    }
+    if (f >= 0) H5Fclose(f);
+    if (rc == 0) {
+        model_set_sigmas(model, sig);
+        meta->step = step;
+        meta->batch = batch;
+        for (int i = 0; i < 4; i++) meta->data_shape[i] = shape[i];
+        meta->has_ema = has_ema;
+    }
+    free(sig);
+    return rc;
+}

@@ -6,6 +6,7 @@
  * forward from the end to the beginning and accumulates parameter gradients
  * into m->grads. Every norm in this network is followed by an ELU, so the
  * pair is one step here (norm_elu). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,11 +92,17 @@ static void conv_fwd(const Ctx *c, const ConvLayer *L, float *out, const float *
     conv_forward(out, in, P(c, L->w), P(c, L->b), s, L->cout, L->dil, accumulate, c->r->work);
 }
 
+static void notify(const Ctx *c, size_t lo)
+{
+    if (c->r->grad_ready) c->r->grad_ready(c->r->grad_ready_ctx, lo);
+}
+
 static void conv_bwd(const Ctx *c, const ConvLayer *L, float *din, const float *dout, const float *in)
 {
     Shape s = c->s;
     s.C = L->cin;
     conv_backward(din, G(c, L->w), G(c, L->b), dout, in, P(c, L->w), s, L->cout, L->dil, c->r->work);
+    notify(c, SIZE_MAX);
 }
 
 /* a = ELU(norm(x)) */
@@ -327,15 +334,22 @@ void model_backward(Model *m, ModelRun *r, float *dx, const float *dout)
         dh[i] = tmpz(&c);
     }
     norm_elu_bwd(&c, &net->end_norm, &k->end, dr[0], da);
-    for (int i = 0; i < 4; i++)
+    /* The buffer is laid out in forward order and each block below is done
+     * with its parameters once its backward returns: tell the reducer. */
+    notify(&c, net->end_norm.embed);
+    for (int i = 0; i < 4; i++) {
         refine_bwd(&c, &net->refine[i], &k->refine[i], dh[i], i == 3 ? NULL : dr[i + 1], dr[i]);
+        notify(&c, net->refine[i].rcu_in[0].units[0].norm1.embed);
+    }
     for (int i = 3; i >= 0; i--) {
         float *dprev = i > 0 ? dh[i - 1] : da;
         if (i == 0) memset(da, 0, shape_count(c.s) * sizeof(float));
         rcu_block_bwd(&c, &net->stage[i], &k->stage[i], dprev, dh[i]);
+        notify(&c, net->stage[i].units[0].norm1.embed);
     }
     Shape in = s;
     conv_backward(dx, G(&c, net->begin_conv.w), G(&c, net->begin_conv.b), da, k->x,
                   P(&c, net->begin_conv.w), in, net->begin_conv.cout, 1, r->work);
+    notify(&c, 0);
     arena_release(&r->tmp, mark);
 }

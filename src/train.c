@@ -1,3 +1,515 @@
+/* train.c: `ncsn train`, annealed DSM training, data-parallel over MPI.
+ *
+ * Every rank holds a full replica. Step t uses the global samples
+ * p = t*B + k, k in [0, B); rank r takes the contiguous slice
+ * k in [r*B/R, (r+1)*B/R). Sample p is image perm_e[p mod N] of epoch
+ * e = p / N, and its label and noise are drawn from (seed, t, k), so the
+ * whole run is a function of the options alone, not of the rank count, and
+ * a resumed run continues exactly. Gradients are summed across ranks in
+ * buckets while the backward pass runs (dist.h) and scaled by 1/B. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ncsn/ckpt.h"
 #include "ncsn/cli.h"
 #include "ncsn/common.h"
-int cmd_train(const Options *o) { (void)o; ncsn_die_usage("train: not built yet"); }
+#include "ncsn/data.h"
+#include "ncsn/dist.h"
+#include "ncsn/h5util.h"
+#include "ncsn/loss.h"
+#include "ncsn/optim.h"
+#include "ncsn/rng.h"
+#include "ncsn/rundir.h"
+
+#define DATA_CACHE_BYTES ((size_t)2 << 30)
+
+static volatile sig_atomic_t g_stop_signal = 0;
+static void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+/* What rank 0 decides and every rank needs before building its replica. */
+typedef struct {
+    NcsnConfig cfg;
+    int has_sigmas;
+    long start_step;
+    int status; /* 0 ok, else exit status */
+} RunPlan;
+
+typedef struct {
+    const Options *o;
+    Dist dist;
+    Dataset data;
+    Model model;
+    OptimState opt;
+    TrainMeta meta;
+    AdamConfig adam;
+    long milestones[64];
+    int n_milestones;
+    char *options_text;
+    /* data order: the permutation of the current epoch */
+    uint32_t *perm;
+    long perm_epoch;
+} Trainer;
+
+static void say(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(const Trainer *t, const char *fmt, ...)
+{
+    if (t->dist.rank != 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
+static uint32_t image_of(Trainer *t, long p)
+{
+    long N = t->data.N, e = p / N;
+    if (e != t->perm_epoch) {
+        rng_permutation(t->perm, (uint32_t)N, t->o->seed, RNG_ORDER, (uint32_t)e);
+        t->perm_epoch = e;
+    }
+    return t->perm[p % N];
+}
+
+/* The largest pairwise distance between training images, estimated on a
+ * random subset: NCSNv2's choice of the largest noise level. */
+static double max_pairwise_distance(Trainer *t)
+{
+    long n = (long)t->o->sigma_pick;
+    if (n > t->data.N) n = t->data.N;
+    if (n < 2) n = t->data.N < 2 ? 1 : 2;
+    uint32_t *perm = xmalloc((size_t)t->data.N * sizeof(uint32_t));
+    rng_permutation(perm, (uint32_t)t->data.N, t->o->seed, RNG_SIGMA_PICK, 0);
+    size_t per = (size_t)t->data.C * t->data.H * t->data.W;
+    float *x = xmalloc((size_t)n * per * sizeof(float));
+    data_read(&t->data, x, perm, (int)n);
+    double best = 0.0;
+    for (long i = 0; i < n; i++)
+        for (long j = i + 1; j < n; j++) {
+            double s = 0.0;
+            for (size_t k = 0; k < per; k++) {
+                double d = (double)x[i * per + k] - x[j * per + k];
+                s += d * d;
+            }
+            if (s > best) best = s;
+        }
+    free(x);
+    free(perm);
+    return sqrt(best);
+}
+
+static void parse_milestones(Trainer *t)
+{
+    const char *p = t->o->milestones;
+    while (p && *p && t->n_milestones < 64) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) ncsn_die_usage("option --milestones: expected steps a,b,..., got '%s'", t->o->milestones);
+        t->milestones[t->n_milestones++] = v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') ncsn_die_usage("option --milestones: expected steps a,b,..., got '%s'", t->o->milestones);
+    }
+}
+
+/* Rank 0: tries checkpoints newest first; returns 1 when one was loaded. */
+static int try_resume(Trainer *t, const NcsnConfig *cfg)
+{
+    const char *mode = t->o->resume;
+    if (strcmp(mode, "none") == 0) return 0;
+    long steps[4096];
+    char paths[8][4096];
+    int n = 0;
+    if (strcmp(mode, "auto") == 0) {
+        int k = rundir_list_ckpts(t->o->run_dir, steps, 4096);
+        for (int i = 0; i < k && i < 8; i++) rundir_ckpt_path(paths[n++], sizeof paths[0], t->o->run_dir, steps[i]);
+    } else {
+        snprintf(paths[n++], sizeof paths[0], "%s", mode);
+    }
+    char err[8192];
+    for (int i = 0; i < n; i++) {
+        model_init(&t->model, cfg);
+        size_t total = t->model.table.total;
+        t->opt.m = xcalloc(total, sizeof(float));
+        t->opt.v = xcalloc(total, sizeof(float));
+        t->opt.ema = t->o->ema_rate > 0 ? xcalloc(total, sizeof(float)) : NULL;
+        int ok = ckpt_try_load_train(paths[i], &t->model, &t->opt, &t->meta, err, sizeof err) == 0;
+        if (ok && (t->meta.data_shape[0] != t->data.N || t->meta.data_shape[1] != t->data.C ||
+                   t->meta.data_shape[2] != t->data.H || t->meta.data_shape[3] != t->data.W)) {
+            snprintf(err, sizeof err, "%s: /train data_shape differs from %s:%s", paths[i], t->data.path,
+                     t->data.name);
+            ok = 0;
+        }
+        if (ok) {
+            if (t->meta.seed != t->o->seed)
+                printf("warning: %s was made with --seed %llu, this run uses %llu\n", paths[i],
+                       t->meta.seed, (unsigned long long)t->o->seed);
+            if (t->meta.batch != t->o->batch)
+                printf("warning: %s was made with --batch %ld, this run uses %ld\n", paths[i],
+                       t->meta.batch, t->o->batch);
+            printf("resuming from %s at step %ld\n", paths[i], t->meta.step);
+            return 1;
+        }
+        free(t->opt.m);
+        free(t->opt.v);
+        free(t->opt.ema);
+        memset(&t->opt, 0, sizeof t->opt);
+        model_free(&t->model);
+        if (strcmp(mode, "auto") != 0) ncsn_die_usage("--resume: refusing %s", err);
+        fprintf(stderr, "ncsn: refusing checkpoint %s\n", err);
+        if (i + 1 < n) fprintf(stderr, "ncsn: falling back to the next older checkpoint\n");
+        else fprintf(stderr, "ncsn: no usable checkpoint left; starting from scratch\n");
+    }
+    return 0;
+}
+
+/* Rank 0 decides the configuration, the weights and the starting step. */
+static RunPlan plan_run(Trainer *t)
+{
+    RunPlan plan;
+    memset(&plan, 0, sizeof plan);
+    const Options *o = t->o;
+    NcsnConfig cfg;
+    Model from_file;
+    int have_file = 0;
+    if (o->model) {
+        ckpt_load_model(&from_file, o->model);
+        have_file = 1;
+        cfg = from_file.cfg;
+    } else {
+        opt_model_config(o, &cfg);
+    }
+    if (cfg.in_channels != t->data.C)
+        ncsn_die_usage("%s: dataset %s has %d channels, the model expects %d (--in-channels)",
+                       t->data.path, t->data.name, t->data.C, cfg.in_channels);
+    if (try_resume(t, &cfg)) {
+        plan.start_step = t->meta.step;
+    } else {
+        model_init(&t->model, &cfg);
+        size_t total = t->model.table.total;
+        t->opt.m = xcalloc(total, sizeof(float));
+        t->opt.v = xcalloc(total, sizeof(float));
+        t->opt.ema = o->ema_rate > 0 ? xcalloc(total, sizeof(float)) : NULL;
+        float *sig = xmalloc((size_t)cfg.num_classes * sizeof(float));
+        int has = opt_sigmas(o, cfg.num_classes, sig);
+        if (have_file) {
+            memcpy(t->model.params, from_file.params, total * sizeof(float));
+            if (!has && from_file.sigmas) {
+                memcpy(sig, from_file.sigmas, (size_t)cfg.num_classes * sizeof(float));
+                has = 1;
+            }
+        } else {
+            model_init_weights(&t->model, o->seed);
+        }
+        if (!has) {
+            double dmax = max_pairwise_distance(t);
+            double end = 0.01;
+            if (!(dmax > end)) ncsn_die_usage("%s: dataset %s: images are (almost) identical; give --sigmas", t->data.path, t->data.name);
+            const char *why = make_sigmas(sig, dmax, end, cfg.num_classes);
+            if (why) ncsn_die_usage("choosing noise levels: %s", why);
+            printf("noise levels chosen from the data: largest pairwise distance of %ld images = %.4g;"
+                   " sigmas geometric from %.4g to %.4g over %d levels\n",
+                   (long)(o->sigma_pick < t->data.N ? o->sigma_pick : t->data.N), dmax, dmax, end,
+                   cfg.num_classes);
+        }
+        model_set_sigmas(&t->model, sig);
+        free(sig);
+        if (t->opt.ema) memcpy(t->opt.ema, t->model.params, total * sizeof(float));
+    }
+    if (have_file) model_free(&from_file);
+    plan.cfg = t->model.cfg;
+    plan.has_sigmas = 1;
+    return plan;
+}
+
+/* Everyone gets rank 0's plan, weights, moments and noise levels. */
+static void share_plan(Trainer *t, RunPlan *plan)
+{
+    dist_bcast(plan, sizeof *plan, 0);
+    if (t->dist.rank != 0) {
+        model_init(&t->model, &plan->cfg);
+        size_t total = t->model.table.total;
+        t->opt.m = xcalloc(total, sizeof(float));
+        t->opt.v = xcalloc(total, sizeof(float));
+        t->opt.ema = t->o->ema_rate > 0 ? xcalloc(total, sizeof(float)) : NULL;
+        float *sig = xcalloc((size_t)plan->cfg.num_classes, sizeof(float));
+        model_set_sigmas(&t->model, sig);
+        free(sig);
+    }
+    size_t bytes = t->model.table.total * sizeof(float);
+    dist_bcast(t->model.params, bytes, 0);
+    dist_bcast(t->opt.m, bytes, 0);
+    dist_bcast(t->opt.v, bytes, 0);
+    if (t->opt.ema) dist_bcast(t->opt.ema, bytes, 0);
+    dist_bcast(t->model.sigmas, (size_t)plan->cfg.num_classes * sizeof(float), 0);
+}
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Every rank must run the same options on a dataset of the same shape. */
+static void check_agreement(Trainer *t)
+{
+    uint64_t h = fnv1a(t->options_text);
+    double mine[6] = {(double)(h >> 32), (double)(h & 0xffffffffu), (double)t->data.N, t->data.C,
+                      t->data.H, t->data.W};
+    double *all = xmalloc((size_t)t->dist.size * 6 * sizeof(double));
+    dist_allgather_doubles(mine, all, 6);
+    for (int r = 1; r < t->dist.size; r++) {
+        if (all[r * 6] != all[0] || all[r * 6 + 1] != all[1])
+            ncsn_fail(__FILE__, __LINE__, "rank %d was started with different options than rank 0", r);
+        for (int k = 2; k < 6; k++)
+            if (all[r * 6 + k] != all[k])
+                ncsn_fail(__FILE__, __LINE__,
+                          "rank %d sees dataset shape [%.0f,%.0f,%.0f,%.0f], rank 0 sees [%.0f,%.0f,%.0f,%.0f]",
+                          r, all[r * 6 + 2], all[r * 6 + 3], all[r * 6 + 4], all[r * 6 + 5], all[2],
+                          all[3], all[4], all[5]);
+    }
+    free(all);
+}
+
+static void write_checkpoint(Trainer *t, long step)
+{
+    if (t->dist.rank != 0) return;
+    char path[4096];
+    rundir_ckpt_path(path, sizeof path, t->o->run_dir, step);
+    t->meta.step = step;
+    ckpt_save_train(path, &t->model, &t->opt, &t->meta, t->options_text);
+    rundir_set_latest(t->o->run_dir, step);
+    rundir_prune(t->o->run_dir, (int)t->o->keep, t->milestones, t->n_milestones);
+}
+
+static void write_final_model(Trainer *t, long step)
+{
+    if (t->dist.rank != 0) return;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.h5", t->o->run_dir);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    hid_t f = h5_create(tmp);
+    ckpt_write_weights(f, "/model", &t->model, t->model.params);
+    hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
+    int st = (int)step;
+    h5_attr_write_int(g, "step", 1, &st);
+    H5Gclose(g);
+    if (t->opt.ema) ckpt_write_weights(f, "/ema", &t->model, t->opt.ema);
+    H5_CHECK(H5Fclose(f));
+    file_commit(tmp, path);
+    printf("wrote %s%s\n", path, t->opt.ema ? " (with EMA weights in /ema)" : "");
+}
+
+typedef struct {
+    FILE *metrics;
+    int tty;
+    double t_start, t_last;
+    long step_start;
+} Progress;
+
+static void progress_line(Trainer *t, Progress *p, long step, double loss, double lr, double gnorm,
+                          double ips)
+{
+    if (t->dist.rank != 0) return;
+    double now = ncsn_now();
+    fprintf(p->metrics, "%ld,%.9g,%.6g,%.6g,%.2f,%.3f\n", step, loss, lr, gnorm, ips, now - p->t_start);
+    long total = t->o->steps, done = step - p->step_start, left = total - step;
+    double per_step = done > 0 ? (now - p->t_start) / (double)done : 0.0;
+    double eta = per_step * (double)left;
+    long every = t->o->log_every > 0 ? t->o->log_every : (total / 20 > 0 ? total / 20 : 1);
+    if (p->tty) {
+        int width = 30, fill = total > 0 ? (int)(width * step / total) : width;
+        char bar[64];
+        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+        bar[width] = '\0';
+        fprintf(stderr, "\r[%s] step %ld/%ld loss %.4f %.1f img/s ETA %.0fs ", bar, step, total, loss,
+                ips, eta);
+        if (step == total) fputc('\n', stderr);
+    }
+    if (!p->tty && (step % every == 0 || step == total || done == 1)) {
+        printf("step %ld/%ld loss %.5f lr %.3g grad_norm %.4g %.1f img/s ETA %.0fs\n", step, total, loss,
+               lr, gnorm, ips, eta);
+        fflush(stdout);
+    }
+    if (step % every == 0 || step == total) fflush(p->metrics);
+}
+
+static int train_loop(Trainer *t, long start)
+{
+    const Options *o = t->o;
+    Model *m = &t->model;
+    int rank = t->dist.rank, R = t->dist.size;
+    long B = o->batch;
+    long lo = rank * B / R, hi = (rank + 1) * B / R, nb = hi - lo;
+    Shape s = {(int)nb, t->data.C, t->data.H, t->data.W};
+    size_t per = (size_t)s.C * s.H * s.W, total = m->table.total;
+    float *x = xmalloc((size_t)nb * per * sizeof(float));
+    float *z = xmalloc((size_t)nb * per * sizeof(float));
+    int *labels = xmalloc((size_t)nb * sizeof(int));
+    uint32_t *idx = xmalloc((size_t)nb * sizeof(uint32_t));
+    ModelRun run;
+    model_run_init(&run);
+    DsmWork w = {0};
+    GradReducer red;
+    size_t bucket = (size_t)o->bucket_mb * (1u << 20) / sizeof(float);
+    dist_reducer_init(&red, m->grads, total, bucket, R);
+    run.grad_ready = dist_reducer_ready;
+    run.grad_ready_ctx = &red;
+
+    Progress p = {0};
+    if (rank == 0) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/metrics.csv", o->run_dir);
+        int fresh = access(path, F_OK) != 0;
+        p.metrics = fopen(path, "a");
+        CHECK(p.metrics, "%s: cannot open for appending", path);
+        if (fresh) fprintf(p.metrics, "step,loss,lr,grad_norm,images_per_s,wall_s\n");
+        p.tty = isatty(STDERR_FILENO);
+    }
+    p.t_start = ncsn_now();
+    p.step_start = start;
+    int status = 0;
+    for (long step = start; step < o->steps; step++) {
+        double t0 = ncsn_now();
+        for (long k = lo; k < hi; k++) {
+            long i = k - lo;
+            idx[i] = image_of(t, step * B + k);
+            labels[i] = (int)rng_below((uint32_t)m->cfg.num_classes, o->seed, RNG_LABELS, (uint32_t)step, (uint32_t)k);
+            rng_fill_normal(z + i * per, per, o->seed, RNG_NOISE, (uint32_t)step, (uint32_t)k);
+        }
+        data_read(&t->data, x, idx, (int)nb);
+        memset(m->grads, 0, total * sizeof(float));
+        dist_reducer_begin(&red);
+        double local = dsm_step(m, &run, &w, x, labels, z, s, 1.0f / (float)B, NULL);
+        dist_reducer_finish(&red);
+        /* One small exchange per step: losses, and whether anyone was told to stop. */
+        double mine[2] = {local, (double)g_stop_signal}, *all = xmalloc((size_t)R * 2 * sizeof(double));
+        dist_allgather_doubles(mine, all, 2);
+        double sum = 0.0;
+        int stop = 0;
+        for (int r = 0; r < R; r++) {
+            if (!isfinite(all[2 * r]))
+                ncsn_fail(__FILE__, __LINE__, "non-finite loss at step %ld on rank %d; stopping", step + 1, r);
+            sum += all[2 * r];
+            stop |= all[2 * r + 1] != 0.0;
+        }
+        free(all);
+        double gnorm = grad_norm(m->grads, total);
+        if (!isfinite(gnorm))
+            ncsn_fail(__FILE__, __LINE__, "non-finite gradient at step %ld (after summing over ranks); stopping", step + 1);
+        if (o->grad_clip > 0 && gnorm > o->grad_clip) grad_scale(m->grads, total, (float)(o->grad_clip / gnorm));
+        adam_step(&t->adam, step + 1, m->params, m->grads, t->opt.m, t->opt.v, total);
+        if (t->opt.ema) ema_update(t->opt.ema, m->params, total, (float)o->ema_rate);
+        double dt = ncsn_now() - t0;
+        progress_line(t, &p, step + 1, sum / (double)B, adam_lr(&t->adam, step + 1), gnorm, (double)B / dt);
+        long done = step + 1;
+        if (stop) {
+            if (p.metrics) fflush(p.metrics);
+            say(t, "\nstop signal received: writing a checkpoint at step %ld and exiting with status %d (resumable)\n",
+                done, NCSN_EXIT_STOPPED);
+            write_checkpoint(t, done);
+            status = NCSN_EXIT_STOPPED;
+            break;
+        }
+        if (done == o->steps || (o->ckpt_every > 0 && done % o->ckpt_every == 0)) write_checkpoint(t, done);
+    }
+    if (status == 0 && start >= o->steps) {
+        say(t, "nothing to do: the run is already at step %ld of %ld\n", start, o->steps);
+        if (rundir_list_ckpts(o->run_dir, (long[1]){0}, 1) == 0) write_checkpoint(t, start);
+    }
+    if (status == 0) write_final_model(t, o->steps > start ? o->steps : start);
+    if (R > 1) say(t, "allreduce wait (not hidden behind the backward pass): %.2f s in total\n", red.wait_s);
+    if (p.metrics) fclose(p.metrics);
+    dist_reducer_free(&red);
+    dsm_work_free(&w);
+    model_run_free(&run);
+    free(x);
+    free(z);
+    free(labels);
+    free(idx);
+    return status;
+}
+
+int cmd_train(const Options *o)
+{
+    Trainer t;
+    memset(&t, 0, sizeof t);
+    t.o = o;
+    dist_init(&t.dist, NULL, NULL);
+    h5_quiet();
+    if (!o->data) ncsn_die_usage("ncsn train: option --data is required");
+    if (!o->run_dir) ncsn_die_usage("ncsn train: option --run-dir is required");
+    if (o->steps < 0) ncsn_die_usage("option --steps: must be >= 0");
+    if (o->batch < 1) ncsn_die_usage("option --batch: must be >= 1");
+    if (o->batch < t.dist.size)
+        ncsn_die_usage("option --batch: the global batch (%ld) is smaller than the number of ranks (%d)",
+                       o->batch, t.dist.size);
+    if (!(o->lr > 0)) ncsn_die_usage("option --lr: must be positive");
+    if (o->ema_rate < 0 || o->ema_rate >= 1) ncsn_die_usage("option --ema: the rate must be in [0, 1)");
+    if (o->keep < 1) ncsn_die_usage("option --keep: must be >= 1");
+    if (o->bucket_mb < 0) ncsn_die_usage("option --bucket-mb: must be >= 0");
+    parse_milestones(&t);
+    t.options_text = xmalloc(16384);
+    opt_format(o, t.options_text, 16384);
+    data_open(&t.data, o->data, o->dataset, DATA_CACHE_BYTES);
+    if (t.data.N > 0xffffffffL) ncsn_die_usage("%s: dataset %s has too many images", o->data, o->dataset);
+    t.perm = xmalloc((size_t)t.data.N * sizeof(uint32_t));
+    t.perm_epoch = -1;
+    check_agreement(&t);
+    if (t.dist.rank == 0) {
+        rundir_prepare(o->run_dir);
+        opt_print(o, stdout);
+        printf("  %-18s %d\n", "ranks", t.dist.size);
+        printf("  %-18s %s:%s [%ld images, %d x %d x %d]\n", "data", o->data, o->dataset, t.data.N,
+               t.data.C, t.data.H, t.data.W);
+    }
+    RunPlan plan;
+    memset(&plan, 0, sizeof plan);
+    if (t.dist.rank == 0) plan = plan_run(&t);
+    share_plan(&t, &plan);
+    t.meta.batch = o->batch;
+    t.meta.seed = o->seed;
+    t.meta.data_shape[0] = t.data.N;
+    t.meta.data_shape[1] = t.data.C;
+    t.meta.data_shape[2] = t.data.H;
+    t.meta.data_shape[3] = t.data.W;
+    t.adam = (AdamConfig){.lr = o->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                          .weight_decay = o->weight_decay, .warmup = o->warmup};
+    if (t.dist.rank == 0) {
+        const NcsnConfig *c = &t.model.cfg;
+        size_t count = 0;
+        for (int i = 0; i < t.model.table.n; i++) count += t.model.table.specs[i].count;
+        printf("model: in_channels %d, nf %d, num_classes %d, dilations %d,%d,%d,%d, scale_by_sigma %d, %zu parameters\n",
+               c->in_channels, c->nf, c->num_classes, c->dilations[0], c->dilations[1], c->dilations[2],
+               c->dilations[3], c->scale_by_sigma, count);
+        printf("sigmas:");
+        for (int i = 0; i < c->num_classes; i++) printf(" %.5g", t.model.sigmas[i]);
+        printf("\nrun dir: %s (steps %ld -> %ld)\n", o->run_dir, plan.start_step, o->steps);
+        fflush(stdout);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int status = train_loop(&t, plan.start_step);
+    if (t.dist.rank == 0 && status == 0) printf("run dir: %s\n", o->run_dir);
+    free(t.opt.m);
+    free(t.opt.v);
+    free(t.opt.ema);
+    free(t.perm);
+    free(t.options_text);
+    model_free(&t.model);
+    data_close(&t.data);
+    dist_finalize();
+    return status;
+}

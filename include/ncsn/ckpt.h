@@ -24,6 +24,38 @@ void ckpt_read_weights(hid_t file, const char *path, const char *group, const Mo
 /* Writes a model-only file atomically (temporary name, fsync, rename). */
 void ckpt_save_model(const char *path, const Model *m, const float *weights, long step);
 
+/* A training checkpoint adds to the model file:
+ *   /ema/<key>                  EMA weights (when EMA is on; same attributes)
+ *   /optim/adam_m/<key>, /optim/adam_v/<key>   Adam moments
+ *   /train attributes: step, epoch, position (samples drawn so far), seed,
+ *     batch, data_shape int[4] (N,C,H,W), rng, options (the resolved
+ *     training options, one name=value per line), format_version.
+ * The random streams are counter-based: (seed, step) is their whole state. */
+typedef struct {
+    long step, batch;
+    unsigned long long seed;
+    long data_shape[4];
+    int has_ema;
+} TrainMeta;
+
+typedef struct {
+    float *m, *v, *ema; /* [table.total] each; ema may be NULL */
+} OptimState;
+
+/* Writes path atomically (path.tmp.PID, fsync, rename). */
+void ckpt_save_train(const char *path, const Model *model, const OptimState *o, const TrainMeta *meta,
+                     const char *options_text);
+/* Loads a training checkpoint into model (whose configuration must match the
+ * file's) and o. Returns 0, or -1 with err naming the file and the field.
+ * Never exits: callers fall back to an older checkpoint. want_ema: the run
+ * uses EMA (a checkpoint without /ema then starts EMA from the weights). */
+int ckpt_try_load_train(const char *path, Model *model, OptimState *o, TrainMeta *meta, char *err,
+                        size_t cap);
+/* Reads the configuration and sigmas of a checkpoint without dying:
+ * returns 0 or -1 with err. */
+int ckpt_try_read_config(const char *path, NcsnConfig *cfg, float *sigmas, int *has_sigmas,
+                         char *err, size_t cap);
+
 /* Atomic file replacement: fsync `tmp`, rename it to `final`, fsync the dir. */
 void file_commit(const char *tmp, const char *final);
 

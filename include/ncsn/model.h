@@ -111,6 +111,11 @@ typedef struct {
     Shape in_shape;
     const int *labels;
     ModelCache *cache;
+    /* Optional: told during the backward pass that the gradients at buffer
+     * offsets >= lo are final (lo = SIZE_MAX: nothing new, a chance to make
+     * communication progress). */
+    void (*grad_ready)(void *ctx, size_t lo);
+    void *grad_ready_ctx;
 } ModelRun;
 
 void model_run_init(ModelRun *r);

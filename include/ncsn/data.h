@@ -1,0 +1,38 @@
+/* data.h: the image dataset file (DESIGN.md 4).
+ *
+ * uint8 [N, H, W] or [N, H, W, C] mapped to [-1, 1] by x/127.5 - 1, or
+ * float32 [N, C, H, W] in [-1, 1] with attribute layout = "NCHW".
+ *
+ * Each rank needs random images of the whole dataset (the data order is a
+ * global permutation per epoch), so a dataset whose raw size fits the cache
+ * budget is read once into memory, in its stored type (uint8 stays uint8);
+ * a larger one is read image by image for each batch through HDF5
+ * hyperslabs, keeping memory per rank at one batch. */
+#ifndef NCSN_DATA_H
+#define NCSN_DATA_H
+
+#include <hdf5.h>
+#include <stdint.h>
+
+typedef enum { DATA_U8_HW, DATA_U8_HWC, DATA_F32_NCHW } DataKind;
+
+typedef struct {
+    char path[4096];
+    char name[256];
+    DataKind kind;
+    long N;
+    int C, H, W;
+    hid_t file, ds;
+    void *cache; /* whole dataset in its stored type, or NULL */
+    size_t image_bytes;
+} Dataset;
+
+/* Opens and validates; exits with status 2 naming file and dataset when bad.
+ * cache_bytes: keep the dataset in memory when its raw size is at most this. */
+void data_open(Dataset *d, const char *path, const char *name, size_t cache_bytes);
+void data_close(Dataset *d);
+/* out [n, C, H, W] in [-1, 1] for the images at these indices. Float data is
+ * checked for NaN/Inf here (exit 2 naming file, dataset and index). */
+void data_read(Dataset *d, float *out, const uint32_t *indices, int n);
+
+#endif

@@ -1,0 +1,25 @@
+/* optim.h: Adam (betas 0.9/0.999, eps 1e-8, optional L2 weight decay as in
+ * torch.optim.Adam), linear warm-up, global-norm clipping, and an EMA of
+ * the weights. All work on whole flat buffers laid out by the parameter
+ * table, so they never see layers. */
+#ifndef NCSN_OPTIM_H
+#define NCSN_OPTIM_H
+
+#include <stddef.h>
+
+typedef struct {
+    double lr, beta1, beta2, eps, weight_decay;
+    long warmup;
+} AdamConfig;
+
+/* The learning rate of optimizer step t (1-based) after warm-up. */
+double adam_lr(const AdamConfig *c, long t);
+/* One Adam step t (1-based) on p with gradient g and moments m, v [n]. */
+void adam_step(const AdamConfig *c, long t, float *p, const float *g, float *m, float *v, size_t n);
+/* sqrt(sum g^2), accumulated in double. */
+double grad_norm(const float *g, size_t n);
+void grad_scale(float *g, size_t n, float s);
+/* ema = rate * ema + (1 - rate) * p */
+void ema_update(float *ema, const float *p, size_t n, float rate);
+
+#endif

@@ -1,0 +1,105 @@
+/* dist.c: MPI start-up, the bucketed gradient allreduce, small collectives. */
+#define _POSIX_C_SOURCE 200809L
+#include "ncsn/dist.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ncsn/common.h"
+
+void dist_init(Dist *d, int *argc, char ***argv)
+{
+    /* Ring allreduce is several times faster than Open MPI's default choice
+     * for large buffers here (DESIGN.md 7); the user's setting wins. */
+    setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 0);
+    setenv("OMPI_MCA_coll_tuned_allreduce_algorithm", "4", 0);
+    MPI_CHECK(MPI_Init(argc, argv));
+    MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &d->size);
+    ncsn_set_rank(d->rank);
+}
+
+void dist_finalize(void) { MPI_Finalize(); }
+
+void dist_reducer_init(GradReducer *g, float *buf, size_t total, size_t bucket_floats, int size)
+{
+    memset(g, 0, sizeof *g);
+    g->buf = buf;
+    g->total = total;
+    g->size = size;
+    if (bucket_floats == 0) bucket_floats = total;
+    g->n_buckets = (int)((total + bucket_floats - 1) / bucket_floats);
+    g->lo = xmalloc((size_t)(g->n_buckets + 1) * sizeof(size_t));
+    for (int i = 0; i <= g->n_buckets; i++) {
+        size_t at = (size_t)i * bucket_floats;
+        g->lo[i] = at < total ? at : total;
+    }
+    g->req = xmalloc((size_t)g->n_buckets * sizeof(MPI_Request));
+    for (int i = 0; i < g->n_buckets; i++) g->req[i] = MPI_REQUEST_NULL;
+    g->next = g->n_buckets;
+}
+
+void dist_reducer_free(GradReducer *g)
+{
+    free(g->lo);
+    free(g->req);
+    memset(g, 0, sizeof *g);
+}
+
+void dist_reducer_begin(GradReducer *g) { g->next = g->n_buckets; }
+
+void dist_reducer_ready(void *ctx, size_t lo)
+{
+    GradReducer *g = ctx;
+    if (g->size == 1) return;
+    while (g->next > 0 && lo != SIZE_MAX && g->lo[g->next - 1] >= lo) {
+        int b = --g->next;
+        MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, g->buf + g->lo[b], (int)(g->lo[b + 1] - g->lo[b]),
+                                 MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &g->req[b]));
+    }
+    for (int b = g->next; b < g->n_buckets; b++) {
+        if (g->req[b] == MPI_REQUEST_NULL) continue;
+        int done = 0;
+        MPI_CHECK(MPI_Test(&g->req[b], &done, MPI_STATUS_IGNORE));
+    }
+}
+
+void dist_reducer_finish(GradReducer *g)
+{
+    if (g->size == 1) return;
+    dist_reducer_ready(g, 0);
+    double t0 = ncsn_now();
+    MPI_CHECK(MPI_Waitall(g->n_buckets, g->req, MPI_STATUSES_IGNORE));
+    g->wait_s += ncsn_now() - t0;
+}
+
+void dist_bcast(void *buf, size_t bytes, int root)
+{
+    char *p = buf;
+    while (bytes > 0) {
+        int chunk = bytes > (size_t)INT_MAX ? INT_MAX : (int)bytes;
+        MPI_CHECK(MPI_Bcast(p, chunk, MPI_BYTE, root, MPI_COMM_WORLD));
+        p += chunk;
+        bytes -= (size_t)chunk;
+    }
+}
+
+void dist_sum_doubles(double *v, int n)
+{
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
+}
+
+int dist_max_int(int v)
+{
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    return v;
+}
+
+void dist_allgather_doubles(const double *mine, double *all, int n)
+{
+    MPI_CHECK(MPI_Allgather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, MPI_COMM_WORLD));
+}
+
+void dist_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
