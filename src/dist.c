@@ -103,3 +103,21 @@ void dist_allgather_doubles(const double *mine, double *all, int n)
 }
 
 void dist_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
+
+void dist_gather_floats(const float *mine, float *all, const long *counts)
+{
+    int rank, size;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    int *cnt = xmalloc((size_t)size * sizeof(int)), *disp = xmalloc((size_t)size * sizeof(int));
+    long at = 0;
+    for (int r = 0; r < size; r++) {
+        CHECK(counts[r] <= INT_MAX && at <= INT_MAX, "gather too large for one MPI call");
+        cnt[r] = (int)counts[r];
+        disp[r] = (int)at;
+        at += counts[r];
+    }
+    MPI_CHECK(MPI_Gatherv(mine, cnt[rank], MPI_FLOAT, all, cnt, disp, MPI_FLOAT, 0, MPI_COMM_WORLD));
+    free(cnt);
+    free(disp);
+}

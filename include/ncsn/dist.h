@@ -45,5 +45,8 @@ int dist_max_int(int v);
 /* all[rank * n + i] = mine[i] on every rank */
 void dist_allgather_doubles(const double *mine, double *all, int n);
 void dist_barrier(void);
+/* Rank 0 receives every rank's `mine` (counts[r] floats from rank r) in rank
+ * order into all; other ranks may pass all = NULL. */
+void dist_gather_floats(const float *mine, float *all, const long *counts);
 
 #endif

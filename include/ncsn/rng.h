@@ -18,7 +18,8 @@ typedef enum {
     RNG_ORDER = 4,     /* data permutation: a = epoch */
     RNG_SAMPLE_INIT = 5, /* sampler initial state: b = sample */
     RNG_LANGEVIN = 6,  /* sampler noise: a = global Langevin step, b = sample */
-    RNG_SIGMA_PICK = 7 /* subset used to choose noise levels */
+    RNG_SIGMA_PICK = 7, /* subset used to choose noise levels */
+    RNG_INPAINT = 8     /* noise on the known pixels: a = level, b = sample */
 } RngPurpose;
 
 /* The four 32-bit words of block `index` of stream (seed, purpose, a, b). */
