@@ -8,6 +8,7 @@
 
 #include "ncsn/common.h"
 #include "ncsn/h5util.h"
+#include "ncsn/rng.h"
 
 void data_open(Dataset *d, const char *path, const char *name, size_t cache_bytes)
 {
@@ -106,4 +107,34 @@ void data_read(Dataset *d, float *out, const uint32_t *indices, int n)
         to_float(d, out + per * i, src, indices[i]);
     }
     free(raw);
+}
+
+void data_order_init(DataOrder *o, long N, uint64_t seed)
+{
+    o->N = N;
+    o->seed = seed;
+    o->perm = xmalloc((size_t)N * sizeof(uint32_t));
+    o->epoch = -1;
+}
+
+void data_order_free(DataOrder *o)
+{
+    free(o->perm);
+    o->perm = NULL;
+}
+
+uint32_t data_order_image(DataOrder *o, long p)
+{
+    long e = p / o->N;
+    if (e != o->epoch) {
+        rng_permutation(o->perm, (uint32_t)o->N, o->seed, RNG_ORDER, (uint32_t)e);
+        o->epoch = e;
+    }
+    return o->perm[p % o->N];
+}
+
+void data_slice(long B, int rank, int size, long *lo, long *hi)
+{
+    *lo = rank * B / size;
+    *hi = (rank + 1) * B / size;
 }

@@ -52,9 +52,7 @@ typedef struct {
     long milestones[64];
     int n_milestones;
     char *options_text;
-    /* data order: the permutation of the current epoch */
-    uint32_t *perm;
-    long perm_epoch;
+    DataOrder order;
 } Trainer;
 
 static void say(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -66,16 +64,6 @@ static void say(const Trainer *t, const char *fmt, ...)
     vprintf(fmt, ap);
     va_end(ap);
     fflush(stdout);
-}
-
-static uint32_t image_of(Trainer *t, long p)
-{
-    long N = t->data.N, e = p / N;
-    if (e != t->perm_epoch) {
-        rng_permutation(t->perm, (uint32_t)N, t->o->seed, RNG_ORDER, (uint32_t)e);
-        t->perm_epoch = e;
-    }
-    return t->perm[p % N];
 }
 
 /* The largest pairwise distance between training images, estimated on a
@@ -308,6 +296,17 @@ static void write_final_model(Trainer *t, long step)
     printf("wrote %s%s\n", path, t->opt.ema ? " (with EMA weights in /ema)" : "");
 }
 
+/* --dump-grads DIR: the gradient summed over ranks (and scaled by 1/B) of
+ * each step, for checking that runs do not depend on the rank count. */
+static void dump_grads(Trainer *t, long step)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/grad-%08ld.h5", t->o->dump_grads, step);
+    hid_t f = h5_create(path);
+    ckpt_write_weights(f, "/grad", &t->model, t->model.grads);
+    H5_CHECK(H5Fclose(f));
+}
+
 typedef struct {
     FILE *metrics;
     int tty;
@@ -348,7 +347,9 @@ static int train_loop(Trainer *t, long start)
     Model *m = &t->model;
     int rank = t->dist.rank, R = t->dist.size;
     long B = o->batch;
-    long lo = rank * B / R, hi = (rank + 1) * B / R, nb = hi - lo;
+    long lo, hi;
+    data_slice(B, rank, R, &lo, &hi);
+    long nb = hi - lo;
     Shape s = {(int)nb, t->data.C, t->data.H, t->data.W};
     size_t per = (size_t)s.C * s.H * s.W, total = m->table.total;
     float *x = xmalloc((size_t)nb * per * sizeof(float));
@@ -381,7 +382,7 @@ static int train_loop(Trainer *t, long start)
         double t0 = ncsn_now();
         for (long k = lo; k < hi; k++) {
             long i = k - lo;
-            idx[i] = image_of(t, step * B + k);
+            idx[i] = data_order_image(&t->order, step * B + k);
             labels[i] = (int)rng_below((uint32_t)m->cfg.num_classes, o->seed, RNG_LABELS, (uint32_t)step, (uint32_t)k);
             rng_fill_normal(z + i * per, per, o->seed, RNG_NOISE, (uint32_t)step, (uint32_t)k);
         }
@@ -405,6 +406,7 @@ static int train_loop(Trainer *t, long start)
         double gnorm = grad_norm(m->grads, total);
         if (!isfinite(gnorm))
             ncsn_fail(__FILE__, __LINE__, "non-finite gradient at step %ld (after summing over ranks); stopping", step + 1);
+        if (o->dump_grads && rank == 0) dump_grads(t, step + 1);
         if (o->grad_clip > 0 && gnorm > o->grad_clip) grad_scale(m->grads, total, (float)(o->grad_clip / gnorm));
         adam_step(&t->adam, step + 1, m->params, m->grads, t->opt.m, t->opt.v, total);
         if (t->opt.ema) ema_update(t->opt.ema, m->params, total, (float)o->ema_rate);
@@ -461,8 +463,8 @@ int cmd_train(const Options *o)
     opt_format(o, t.options_text, 16384);
     data_open(&t.data, o->data, o->dataset, DATA_CACHE_BYTES);
     if (t.data.N > 0xffffffffL) ncsn_die_usage("%s: dataset %s has too many images", o->data, o->dataset);
-    t.perm = xmalloc((size_t)t.data.N * sizeof(uint32_t));
-    t.perm_epoch = -1;
+    data_order_init(&t.order, t.data.N, o->seed);
+    if (o->dump_grads && t.dist.rank == 0) rundir_prepare(o->dump_grads);
     check_agreement(&t);
     if (t.dist.rank == 0) {
         rundir_prepare(o->run_dir);
@@ -506,7 +508,7 @@ int cmd_train(const Options *o)
     free(t.opt.m);
     free(t.opt.v);
     free(t.opt.ema);
-    free(t.perm);
+    data_order_free(&t.order);
     free(t.options_text);
     model_free(&t.model);
     data_close(&t.data);

@@ -26,7 +26,7 @@ typedef struct {
     const char *positional; /* info: the model file */
     /* files */
     const char *out, *model, *input, *data, *run_dir, *dataset, *resume, *init_file, *png;
-    const char *inpaint, *mask, *init_dist, *sigmas, *dilations, *milestones, *metrics;
+    const char *inpaint, *mask, *init_dist, *sigmas, *dilations, *milestones, *dump_grads;
     /* model */
     long in_channels, nf, num_classes;
     int no_scale_by_sigma;

@@ -35,4 +35,20 @@ void data_close(Dataset *d);
  * checked for NaN/Inf here (exit 2 naming file, dataset and index). */
 void data_read(Dataset *d, float *out, const uint32_t *indices, int n);
 
+/* The data order: global sample p is image perm_e[p mod N] of epoch
+ * e = p / N, perm_e a permutation drawn from (seed, e). Step t of a run with
+ * global batch B uses samples p = t*B + k, k in [0, B); rank r of R takes
+ * the contiguous slice data_slice() gives. */
+typedef struct {
+    long N;
+    uint64_t seed;
+    uint32_t *perm; /* [N], the current epoch's */
+    long epoch;
+} DataOrder;
+
+void data_order_init(DataOrder *o, long N, uint64_t seed);
+void data_order_free(DataOrder *o);
+uint32_t data_order_image(DataOrder *o, long p);
+void data_slice(long B, int rank, int size, long *lo, long *hi);
+
 #endif
