@@ -11,10 +11,12 @@
 #include <unistd.h>
 
 static int g_rank = 0;
+static int g_collective = 0;
 static char g_cleanup[4][4096];
 static int g_ncleanup = 0;
 
 void ncsn_set_rank(int rank) { g_rank = rank; }
+void ncsn_set_collective(int on) { g_collective = on; }
 int ncsn_rank(void) { return g_rank; }
 
 void ncsn_cleanup_on_error(const char *path)
@@ -55,13 +57,23 @@ void ncsn_fail(const char *file, int line, const char *fmt, ...)
 
 void ncsn_die_usage(const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("ncsn: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
+    int up = 0, down = 0;
+    MPI_Initialized(&up);
+    MPI_Finalized(&down);
+    int together = g_collective && up && !down;
+    if (!together || g_rank == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("ncsn: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+    }
     run_cleanup();
+    if (together) {
+        MPI_Finalize();
+        exit(NCSN_EXIT_USAGE);
+    }
     stop_job(NCSN_EXIT_USAGE);
 }
 

@@ -233,6 +233,7 @@ int h5_attr_read_str(hid_t obj, const char *name, char *buf, size_t cap)
             char *s = NULL;
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(ty)); /* h5py writes UTF-8 */
             if (H5Aread(a, mt, &s) >= 0 && s) {
                 snprintf(buf, cap, "%s", s);
                 H5free_memory(s);

@@ -216,6 +216,7 @@ int cmd_sample(const Options *o)
     Dist dist;
     dist_init(&dist, NULL, NULL);
     h5_quiet();
+    ncsn_set_collective(1); /* every rank validates the same options and files */
     if (!o->model) ncsn_die_usage("ncsn sample: option --model is required");
     if (!o->out) ncsn_die_usage("ncsn sample: option --out is required");
     Sampler S;
@@ -262,6 +263,7 @@ int cmd_sample(const Options *o)
     S.known = known;
     S.mask = mask;
 
+    ncsn_set_collective(0);
     int R = dist.size;
     long lo = dist.rank * S.n / R, hi = (dist.rank + 1) * S.n / R, nl = hi - lo;
     size_t per = shape_count(S.img);

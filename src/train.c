@@ -447,6 +447,7 @@ int cmd_train(const Options *o)
     t.o = o;
     dist_init(&t.dist, NULL, NULL);
     h5_quiet();
+    ncsn_set_collective(1); /* every rank validates the same options and data */
     if (!o->data) ncsn_die_usage("ncsn train: option --data is required");
     if (!o->run_dir) ncsn_die_usage("ncsn train: option --run-dir is required");
     if (o->steps < 0) ncsn_die_usage("option --steps: must be >= 0");
@@ -465,6 +466,7 @@ int cmd_train(const Options *o)
     if (t.data.N > 0xffffffffL) ncsn_die_usage("%s: dataset %s has too many images", o->data, o->dataset);
     data_order_init(&t.order, t.data.N, o->seed);
     if (o->dump_grads && t.dist.rank == 0) rundir_prepare(o->dump_grads);
+    ncsn_set_collective(0);
     check_agreement(&t);
     if (t.dist.rank == 0) {
         rundir_prepare(o->run_dir);

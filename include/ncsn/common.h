@@ -17,6 +17,12 @@ void ncsn_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 void ncsn_die_usage(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
+/* While on, every rank runs the same validation and meets the same usage
+ * errors: ncsn_die_usage then prints once (rank 0) and all ranks finalize
+ * MPI and exit 2 together. Off (the default), the rank that sees the error
+ * prints it and aborts the job with status 2. */
+void ncsn_set_collective(int on);
+
 /* The rank shown in messages; set once MPI is up. */
 void ncsn_set_rank(int rank);
 int ncsn_rank(void);

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# test_bad_input.sh NCSN_BIN SOURCE_DIR: every bad input ends with exit
+# status 2 and one line on stderr that names the file, dataset or option,
+# and leaves no output file behind.
+set -uo pipefail
+NCSN=$1 SRC=$2
+PY=${PYTHON:-/usr/bin/python3}
+LAUNCH=${MPI_LAUNCH:-mpiexec --oversubscribe -n}
+$PY -c "import h5py, numpy" 2>/dev/null || { echo "SKIP: python3-h5py missing"; exit 77; }
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+export HDF5_USE_FILE_LOCKING=FALSE
+failed=0
+
+# expect NAME "TEXT THE LINE MUST CONTAIN" OUTPUT_FILE -- command...
+expect() {
+    local name=$1 want=$2 out=$3
+    shift 4
+    "$@" >"$W/stdout" 2>"$W/stderr"
+    local rc=$? lines
+    lines=$(grep -c . "$W/stderr")
+    if [ $rc -ne 2 ] || [ "$lines" -ne 1 ] || ! grep -qF -- "$want" "$W/stderr"; then
+        echo "FAIL $name: rc=$rc, $lines stderr lines, wanted one line with '$want':"
+        sed 's/^/    /' "$W/stderr" | head -5
+        failed=1
+    elif [ -n "$out" ] && compgen -G "$out*" >/dev/null; then
+        echo "FAIL $name: output $out left behind"
+        failed=1
+    else
+        echo "ok   $name: $(cat "$W/stderr")"
+    fi
+}
+
+"$NCSN" init --out "$W/m.h5" --in-channels 1 --nf 8 --num-classes 3 --sigmas 1,0.5,0.1 >/dev/null
+"$NCSN" init --out "$W/nosig.h5" --in-channels 1 --nf 8 --num-classes 3 >/dev/null
+$PY - "$W" <<'PYEOF'
+import sys, h5py, numpy as np, shutil
+w = sys.argv[1]
+rng = np.random.default_rng(0)
+def inp(name, x=None, labels=None, noise=None):
+    with h5py.File(f"{w}/{name}", "w") as f:
+        if x is not None: f["x"] = x
+        if labels is not None: f["labels"] = labels
+        if noise is not None: f["noise"] = noise
+x = rng.standard_normal((2, 1, 6, 5)).astype(np.float32)
+inp("good.h5", x, np.array([0, 2]), x)
+inp("nolabels.h5", x)
+inp("rank3.h5", x[:, 0], np.array([0, 2]))
+inp("chan2.h5", np.concatenate([x, x], 1), np.array([0, 2]), np.concatenate([x, x], 1))
+inp("badlabel.h5", x, np.array([0, 3]), x)
+inp("nonoise.h5", x, np.array([0, 2]))
+inp("shortnoise.h5", x, np.array([0, 2]), x[:1])
+for name, sig in [("negsig.h5", [1, -0.5, -1]), ("ascsig.h5", [0.1, 0.5, 1])]:
+    shutil.copy(f"{w}/m.h5", f"{w}/{name}")
+    with h5py.File(f"{w}/{name}", "r+") as f:
+        f["model/sigmas"][...] = np.array(sig, np.float32)
+open(f"{w}/text.h5", "w").write("not hdf5\n")
+def data(name, arr, layout=None):
+    with h5py.File(f"{w}/{name}", "w") as f:
+        d = f.create_dataset("images", data=arr)
+        if layout: d.attrs["layout"] = layout
+imgs = rng.integers(0, 255, (20, 8, 8), dtype=np.uint8)
+data("d_good.h5", imgs)
+data("d_rank2.h5", imgs[:, 0])
+data("d_int16.h5", imgs.astype(np.int16))
+data("d_empty.h5", imgs[:0])
+data("d_rgb.h5", rng.integers(0, 255, (20, 8, 8, 3), dtype=np.uint8))
+f32 = rng.uniform(-1, 1, (20, 1, 8, 8)).astype(np.float32)
+f32[0, 0, 3, 3] = np.nan
+data("d_nan.h5", f32, "NCHW")
+data("d_nolayout.h5", f32)
+PYEOF
+
+G=(--model "$W/m.h5" --out "$W/o.h5")
+expect "score: missing model file"   "$W/none.h5: cannot open file" "$W/o.h5" -- "$NCSN" score --model "$W/none.h5" --input "$W/good.h5" --out "$W/o.h5"
+expect "score: model not HDF5"       "$W/text.h5: not an HDF5 file" "$W/o.h5" -- "$NCSN" score --model "$W/text.h5" --input "$W/good.h5" --out "$W/o.h5"
+expect "score: input missing"        "$W/none.h5" "$W/o.h5" -- "$NCSN" score "${G[@]}" --input "$W/none.h5"
+expect "score: /labels missing"      "$W/nolabels.h5: dataset /labels is missing" "$W/o.h5" -- "$NCSN" score "${G[@]}" --input "$W/nolabels.h5"
+expect "score: /x wrong rank"        "$W/rank3.h5: dataset /x has rank 3, expected 4" "$W/o.h5" -- "$NCSN" score "${G[@]}" --input "$W/rank3.h5"
+expect "score: /x wrong channels"    "$W/chan2.h5: dataset /x has 2 channels, the model expects 1" "$W/o.h5" -- "$NCSN" score "${G[@]}" --input "$W/chan2.h5"
+expect "score: label out of range"   "$W/badlabel.h5: /labels[1] = 3 is out of range 0..2" "$W/o.h5" -- "$NCSN" score "${G[@]}" --input "$W/badlabel.h5"
+expect "grad: /noise missing"        "$W/nonoise.h5: dataset /noise is missing" "$W/o.h5" -- "$NCSN" grad "${G[@]}" --input "$W/nonoise.h5"
+expect "grad: /noise wrong shape"    "$W/shortnoise.h5: dataset /noise has shape [1,1,6,5], expected [2,1,6,5]" "$W/o.h5" -- "$NCSN" grad "${G[@]}" --input "$W/shortnoise.h5"
+expect "grad: sigmas missing"        "$W/nosig.h5: /model/sigmas is missing" "$W/o.h5" -- "$NCSN" grad --model "$W/nosig.h5" --input "$W/good.h5" --out "$W/o.h5"
+expect "score: sigmas not positive"  "$W/negsig.h5: /model/sigmas: noise levels must be positive" "$W/o.h5" -- "$NCSN" score --model "$W/negsig.h5" --input "$W/good.h5" --out "$W/o.h5"
+expect "score: sigmas ascending"     "$W/ascsig.h5: /model/sigmas: noise levels must be strictly descending" "$W/o.h5" -- "$NCSN" score --model "$W/ascsig.h5" --input "$W/good.h5" --out "$W/o.h5"
+expect "init: sigmas not descending" "option --sigmas: noise levels must be strictly descending" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --num-classes 3 --sigmas 1,2,0.5
+expect "init: sigmas wrong count"    "option --sigmas: 2 values given, --num-classes is 3" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --num-classes 3 --sigmas 1,0.5
+expect "init: sigma-end not positive" "--sigma-begin/--sigma-end: sigma_end must be positive" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --sigma-begin 1 --sigma-end 0
+expect "init: bad dilations"         "option --dilations: expected four positive integers" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --dilations 1,2,0,1
+expect "init: unknown option"        "unknown option --bogus for 'ncsn init'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --bogus 3
+expect "init: bad number"            "option --nf: expected an integer, got 'x'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --nf x
+expect "unknown command"             "unknown command 'trian'" "" -- "$NCSN" trian
+
+T=(--run-dir "$W/run" --in-channels 1 --nf 8 --num-classes 3 --sigmas 1,0.5,0.1 --steps 2 --batch 4)
+expect "train: data missing"         "$W/none.h5: cannot open file" "" -- "$NCSN" train --data "$W/none.h5" "${T[@]}"
+expect "train: wrong rank"           "$W/d_rank2.h5: dataset images has rank 2" "" -- "$NCSN" train --data "$W/d_rank2.h5" "${T[@]}"
+expect "train: wrong dtype"          "$W/d_int16.h5: dataset images has rank 3 and a type other than uint8" "" -- "$NCSN" train --data "$W/d_int16.h5" "${T[@]}"
+expect "train: float without layout" "$W/d_nolayout.h5: dataset images has rank 4 and float32 without layout" "" -- "$NCSN" train --data "$W/d_nolayout.h5" "${T[@]}"
+expect "train: empty dataset"        "$W/d_empty.h5: dataset images is empty" "" -- "$NCSN" train --data "$W/d_empty.h5" "${T[@]}"
+expect "train: missing dataset name" "$W/d_good.h5: dataset pics is missing" "" -- "$NCSN" train --data "$W/d_good.h5" --dataset pics "${T[@]}"
+expect "train: channels mismatch"    "$W/d_rgb.h5: dataset images has 3 channels, the model expects 1" "" -- "$NCSN" train --data "$W/d_rgb.h5" "${T[@]}"
+expect "train: NaN in float data"    "$W/d_nan.h5: dataset images has a non-finite value in image 0" "" -- "$NCSN" train --data "$W/d_nan.h5" "${T[@]}" --batch 20
+# With 2 ranks every rank meets the error; rank 0 alone reports it (mpiexec adds its own notice).
+OPENBLAS_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train --data "$W/d_good.h5" "${T[@]}" --batch 1 >"$W/stdout" 2>"$W/stderr"
+rc=$?
+n=$(grep -c "^ncsn: option --batch: the global batch (1) is smaller than the number of ranks (2)" "$W/stderr")
+if [ $rc -eq 2 ] && [ "$n" -eq 1 ]; then echo "ok   train: batch smaller than rank count (2 ranks, one message)"
+else echo "FAIL train: batch < ranks: rc=$rc, $n messages"; cat "$W/stderr"; failed=1; fi
+
+[ $failed -eq 0 ] && echo "bad_input: all checks passed"
+exit $failed
