@@ -3,11 +3,34 @@
 #include "ncsn/dist.h"
 
 #include <limits.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ncsn/common.h"
+
+/* OpenBLAS (pthread build) threads spin while they wait for work, so ranks
+ * sharing a node must not start more threads than the node has cores. */
+void openblas_set_num_threads(int n);
+
+static void choose_threads(const Dist *d)
+{
+    if (getenv("OPENBLAS_NUM_THREADS") || getenv("OMP_NUM_THREADS")) return;
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    int local = 1;
+    MPI_Comm_size(node, &local);
+    MPI_Comm_free(&node);
+    if (local <= 1) return;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int threads = cores / local > 1 ? (int)(cores / local) : 1;
+    openblas_set_num_threads(threads);
+    if (d->rank == 0)
+        printf("%d ranks share this node's %ld cores: %d BLAS thread%s per rank "
+               "(set OPENBLAS_NUM_THREADS to choose)\n", local, cores, threads, threads > 1 ? "s" : "");
+}
 
 void dist_init(Dist *d, int *argc, char ***argv)
 {
@@ -19,6 +42,7 @@ void dist_init(Dist *d, int *argc, char ***argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
     ncsn_set_rank(d->rank);
+    choose_threads(d);
 }
 
 void dist_finalize(void) { MPI_Finalize(); }

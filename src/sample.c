@@ -203,8 +203,11 @@ static void write_strip(const char *png, const float *traj, const float *final, 
             memcpy(pic + ((size_t)r * cols + i) * per, traj + ((size_t)i * S->n + r) * per, per * sizeof(float));
         memcpy(pic + ((size_t)r * cols + L) * per, final + (size_t)r * per, per * sizeof(float));
     }
+    /* GRID.png -> GRID_trajectory.png; a name without ".png" keeps all of it */
+    size_t stem = strlen(png);
+    if (stem > 4 && strcmp(png + stem - 4, ".png") == 0) stem -= 4;
     char path[4200];
-    snprintf(path, sizeof path, "%.*s_trajectory.png", (int)(strlen(png) > 4 ? strlen(png) - 4 : strlen(png)), png);
+    snprintf(path, sizeof path, "%.*s_trajectory.png", (int)stem, png);
     if (png_write_grid(path, pic, (int)(rows * cols), S->img.C, S->img.H, S->img.W, cols) != 0)
         ncsn_die_usage("--png: cannot write %s", path);
     printf("wrote %s\n", path);
@@ -284,11 +287,12 @@ int cmd_sample(const Options *o)
         run_batch(&S, &m, &run, x + (size_t)(k - lo) * per, k, nb, traj, nl, k - lo, &prog);
     }
     if (prog.tty && dist.rank == 0) fputc('\n', stderr);
-    double elapsed = ncsn_now() - prog.t_start;
     long *counts = xmalloc((size_t)R * sizeof(long));
     for (int r = 0; r < R; r++) counts[r] = ((r + 1) * S.n / R - r * S.n / R) * (long)per;
     float *all = dist.rank == 0 ? xmalloc((size_t)S.n * per * sizeof(float)) : NULL;
     dist_gather_floats(x, all, counts);
+    /* after the gather: rank 0 has then waited for the slowest rank */
+    double elapsed = ncsn_now() - prog.t_start;
     float *traj_all = NULL;
     if (traj) {
         /* level by level, so the file holds [L, N, C, H, W] in sample order */
