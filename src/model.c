@@ -69,6 +69,7 @@ void model_run_init(ModelRun *r)
     arena_init(&r->act);
     arena_init(&r->tmp);
     r->cache = xcalloc(1, sizeof *r->cache);
+    r->conv_algo = conv_algo_from_env();
 }
 
 void model_run_free(ModelRun *r)
@@ -89,7 +90,7 @@ static void conv_fwd(const Ctx *c, const ConvLayer *L, float *out, const float *
 {
     Shape s = c->s;
     s.C = L->cin;
-    conv_forward(out, in, P(c, L->w), P(c, L->b), s, L->cout, L->dil, accumulate, c->r->work);
+    conv_forward(out, in, P(c, L->w), P(c, L->b), s, L->cout, L->dil, accumulate, c->r->conv_algo, c->r->work);
 }
 
 static void notify(const Ctx *c, size_t lo)
@@ -101,7 +102,7 @@ static void conv_bwd(const Ctx *c, const ConvLayer *L, float *din, const float *
 {
     Shape s = c->s;
     s.C = L->cin;
-    conv_backward(din, G(c, L->w), G(c, L->b), dout, in, P(c, L->w), s, L->cout, L->dil, c->r->work);
+    conv_backward(din, G(c, L->w), G(c, L->b), dout, in, P(c, L->w), s, L->cout, L->dil, c->r->conv_algo, c->r->work);
     notify(c, SIZE_MAX);
 }
 
@@ -272,9 +273,17 @@ void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int 
     CHECK(!m->cfg.scale_by_sigma || m->sigmas, "the model has no noise levels (sigmas not set)");
     arena_reset(&r->act);
     arena_reset(&r->tmp);
+    /* scratch for the largest conv: every dilation of the model, nf -> nf,
+     * plus the begin and end convs */
     Shape feat = s;
     feat.C = m->cfg.nf;
-    size_t need = conv_work_floats(feat, m->cfg.nf);
+    size_t need = conv_work_floats(s, m->cfg.nf, 1, r->conv_algo);
+    for (int i = -1; i < 4; i++) {
+        size_t k = conv_work_floats(feat, m->cfg.nf, i < 0 ? 1 : m->cfg.dilations[i], r->conv_algo);
+        need = k > need ? k : need;
+    }
+    size_t k_end = conv_work_floats(feat, m->cfg.in_channels, 1, r->conv_algo);
+    need = k_end > need ? k_end : need;
     if (r->work_floats < need) {
         free(r->work);
         r->work = xmalloc(need * sizeof(float));
@@ -327,7 +336,7 @@ void model_backward(Model *m, ModelRun *r, float *dx, const float *dout)
     float *da = tmpz(&c);
     Shape end_in = c.s;
     conv_backward(da, G(&c, net->end_conv.w), G(&c, net->end_conv.b), dscaled, k->end.a,
-                  P(&c, net->end_conv.w), end_in, net->end_conv.cout, 1, r->work);
+                  P(&c, net->end_conv.w), end_in, net->end_conv.cout, 1, r->conv_algo, r->work);
     float *dr[4], *dh[4];
     for (int i = 0; i < 4; i++) {
         dr[i] = tmpz(&c);
@@ -349,7 +358,7 @@ void model_backward(Model *m, ModelRun *r, float *dx, const float *dout)
     }
     Shape in = s;
     conv_backward(dx, G(&c, net->begin_conv.w), G(&c, net->begin_conv.b), da, k->x,
-                  P(&c, net->begin_conv.w), in, net->begin_conv.cout, 1, r->work);
+                  P(&c, net->begin_conv.w), in, net->begin_conv.cout, 1, r->conv_algo, r->work);
     notify(&c, 0);
     arena_release(&r->tmp, mark);
 }

@@ -91,17 +91,21 @@ static void check_case(Case *c, int coords)
 }
 
 /* ---- conv ---- */
-static void conv_f(Case *c) { conv_forward(c->out, c->in[0], c->in[1], c->in[2], c->s, c->cout, c->d, 0, c->work); }
-static void conv_b(Case *c) { conv_backward(c->grads[0], c->grads[1], c->grads[2], c->r, c->in[0], c->in[1], c->s, c->cout, c->d, c->work); }
+static ConvAlgo g_algo = CONV_IM2COL;
+static void conv_f(Case *c) { conv_forward(c->out, c->in[0], c->in[1], c->in[2], c->s, c->cout, c->d, 0, g_algo, c->work); }
+static void conv_b(Case *c) { conv_backward(c->grads[0], c->grads[1], c->grads[2], c->r, c->in[0], c->in[1], c->s, c->cout, c->d, g_algo, c->work); }
 
-static void test_conv(int d)
+static const char *ALGO_NAME[] = {"auto", "im2col", "winograd F(2,3)", "winograd F(4,3)"};
+
+static void test_conv(int d, ConvAlgo algo)
 {
     Case c = {0};
     char name[64];
-    snprintf(name, sizeof name, "conv3x3 dilation %d", d);
+    g_algo = algo;
+    snprintf(name, sizeof name, "conv3x3 d=%d %s", d, ALGO_NAME[algo]);
     c.name = name;
-    c.s = (Shape){2, 3, 7, 5};
-    c.cout = 4;
+    c.s = (Shape){2, 5, 9, 7}; /* partial Winograd tiles, uneven phases */
+    c.cout = 6;
     c.d = d;
     c.n_in = 3;
     c.count[0] = shape_count(c.s);
@@ -112,11 +116,28 @@ static void test_conv(int d)
     c.n_out = (size_t)c.s.N * c.cout * c.s.H * c.s.W;
     c.out = xmalloc(c.n_out * sizeof(float));
     c.r = randn(c.n_out, 50, 1.0f);
-    c.work = xmalloc(conv_work_floats(c.s, c.cout) * sizeof(float));
+    c.work = xmalloc(conv_work_floats(c.s, c.cout, d, algo) * sizeof(float));
     c.forward = conv_f;
     c.backward = conv_b;
     c.eps = 1e-2;
     check_case(&c, 200);
+    /* and the forward agrees with im2col (the direct definition) */
+    if (algo != CONV_IM2COL) {
+        float *ref = xmalloc(c.n_out * sizeof(float)), *work = xmalloc(conv_work_floats(c.s, c.cout, d, CONV_IM2COL) * sizeof(float));
+        conv_forward(ref, c.in[0], c.in[1], c.in[2], c.s, c.cout, d, 0, CONV_IM2COL, work);
+        conv_forward(c.out, c.in[0], c.in[1], c.in[2], c.s, c.cout, d, 0, algo, c.work);
+        double num = 0, den = 0;
+        for (size_t i = 0; i < c.n_out; i++) {
+            num += (double)(c.out[i] - ref[i]) * (c.out[i] - ref[i]);
+            den += (double)ref[i] * ref[i];
+        }
+        double rel = sqrt(num / den);
+        int ok = rel < 1e-5;
+        printf("%-34s vs im2col rel.err %.2e %s\n", name, rel, ok ? "ok" : "FAIL");
+        if (!ok) g_failed = 1;
+        free(ref);
+        free(work);
+    }
 }
 
 /* ---- conditional instance norm ---- */
@@ -269,11 +290,26 @@ static void test_network(int scale_by_sigma)
     free(n.noise);
 }
 
+/* the vectorisable expm1 of the ELU against expm1 in double */
+static void test_expm1(void)
+{
+    double worst = 0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -30.0f * (float)i / 200000.0f;
+        double ref = expm1((double)x), got = ncsn_expm1_neg(x);
+        double rel = fabs(got - ref) / (fabs(ref) > 1e-30 ? fabs(ref) : 1e-30);
+        if (x != 0.0f && rel > worst) worst = rel;
+    }
+    int ok = worst < 5e-7;
+    printf("%-34s max rel.err %.2e over [-30, 0] %s\n", "ELU expm1", worst, ok ? "ok" : "FAIL");
+    if (!ok) g_failed = 1;
+}
+
 int main(void)
 {
-    test_conv(1);
-    test_conv(2);
-    test_conv(3);
+    test_expm1();
+    for (int algo = CONV_IM2COL; algo <= CONV_WINOGRAD4; algo++)
+        for (int d = 1; d <= 3; d++) test_conv(d, (ConvAlgo)algo);
     test_norm();
     test_elu();
     test_pool();

@@ -7,14 +7,34 @@
  *   dw[co, k] += sum_p dout[co, p] col[k, p]
  *   dcol[k, p] = sum_co w[co, k] dout[co, p]  ->  din by col2im (scatter-add). */
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ncsn/ops.h"
 
-size_t conv_work_floats(Shape s, int cout)
+ConvAlgo conv_algo_from_env(void)
 {
-    (void)cout;
-    return 2 * (size_t)s.C * 9 * s.H * s.W;
+    const char *v = getenv("NCSN_CONV");
+    if (!v || strcmp(v, "auto") == 0) return CONV_AUTO;
+    if (strcmp(v, "im2col") == 0) return CONV_IM2COL;
+    if (strcmp(v, "wino2") == 0) return CONV_WINOGRAD2;
+    if (strcmp(v, "wino4") == 0) return CONV_WINOGRAD4;
+    return CONV_AUTO;
+}
+
+static ConvAlgo resolve(ConvAlgo algo, int cin, int cout)
+{
+    if (algo != CONV_AUTO) return algo;
+    return cin >= 4 && cout >= 4 ? CONV_WINOGRAD4 : CONV_IM2COL;
+}
+
+size_t conv_work_floats(Shape s, int cout, int d, ConvAlgo algo)
+{
+    size_t im2col = 2 * (size_t)s.C * 9 * s.H * s.W;
+    algo = resolve(algo, s.C, cout);
+    if (algo == CONV_IM2COL) return im2col;
+    size_t w = wino_work_floats(s, cout, d, algo);
+    return w > im2col ? w : im2col;
 }
 
 /* col: [C*9, H*W] */
@@ -61,8 +81,13 @@ static void col2im_add(float *dx, const float *col, int C, int H, int W, int d)
 }
 
 void conv_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout,
-                  int d, int accumulate, float *work)
+                  int d, int accumulate, ConvAlgo algo, float *work)
 {
+    algo = resolve(algo, s.C, cout);
+    if (algo != CONV_IM2COL) {
+        wino_forward(out, in, w, b, s, cout, d, accumulate, algo, work);
+        return;
+    }
     int K = s.C * 9, P = s.H * s.W;
     float *col = work; /* [K, P] */
     for (int n = 0; n < s.N; n++) {
@@ -80,9 +105,22 @@ void conv_forward(float *out, const float *in, const float *w, const float *b, S
 }
 
 void conv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
-                   const float *w, Shape s, int cout, int d, float *work)
+                   const float *w, Shape s, int cout, int d, ConvAlgo algo, float *work)
 {
     int K = s.C * 9, P = s.H * s.W;
+    algo = resolve(algo, s.C, cout);
+    if (algo != CONV_IM2COL) {
+        if (db)
+            for (int n = 0; n < s.N; n++)
+                for (int co = 0; co < cout; co++) {
+                    const float *r = dout + ((size_t)n * cout + co) * P;
+                    float acc = 0.0f;
+                    for (int p = 0; p < P; p++) acc += r[p];
+                    db[co] += acc;
+                }
+        wino_backward(din, dw, dout, in, w, s, cout, d, algo, work);
+        return;
+    }
     float *col = work;                   /* [K, P] */
     float *dcol = work + (size_t)K * P;  /* [K, P] */
     for (int n = 0; n < s.N; n++) {
