@@ -55,15 +55,46 @@ static const Wino F4 = {
 
 static const Wino *pick(int algo) { return algo == CONV_WINOGRAD2 ? &F2 : &F4; }
 
-/* Phase-decimated, zero-padded planes: for channel c, sample n and phase
- * (ph, pw), subgrid pixel (i, j) = image pixel (ph + d*i, pw + d*j) sits at
- * row i + 1, column j + 1 of a PH x PW plane; the rest is zero. Planes are
- * ordered [c][n][ph][pw]. Every phase gets the grid of th x tw tiles of the
- * largest subgrid, and tile t = ((n*d + ph)*d + pw)*th*tw + ti*tw + tj
- * reads the window at row ti*m, column tj*m of its plane. */
+/* The same matrices flattened with row stride AMAX, as compile-time
+ * constants: the transforms below are inlined per F(m) so the compiler
+ * folds the coefficients and drops the zero terms. */
+#define FLAT(name, ...) static const float name[AMAX * AMAX] = {__VA_ARGS__}
+FLAT(F2_BT, 1, 0, -1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, -1, 1, 0, 0, 0, 0, 1, 0, -1);
+FLAT(F2_B, 1, 0, 0, 0, 0, 0, 0, 1, -1, 1, 0, 0, -1, 1, 1, 0, 0, 0, 0, 0, 0, -1);
+FLAT(F2_AT, 1, 1, 1, 0, 0, 0, 0, 1, -1, -1);
+FLAT(F2_A, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, -1, 0, 0, 0, 0, 0, -1);
+FLAT(F2_G, 1, 0, 0, 0, 0, 0, 0.5f, 0.5f, 0.5f, 0, 0, 0, 0.5f, -0.5f, 0.5f, 0, 0, 0, 0, 0, 1);
+FLAT(F2_GT, 1, 0.5f, 0.5f, 0, 0, 0, 0, 0.5f, -0.5f, 0, 0, 0, 0, 0.5f, 0.5f, 1);
+FLAT(F4_BT, 4, 0, -5, 0, 1, 0, 0, -4, -4, 1, 1, 0, 0, 4, -4, -1, 1, 0, 0, -2, -1, 2, 1, 0, 0, 2, -1, -2, 1, 0,
+     0, 4, 0, -5, 0, 1);
+FLAT(F4_B, 4, 0, 0, 0, 0, 0, 0, -4, 4, -2, 2, 4, -5, -4, -4, -1, -1, 0, 0, 1, -1, 2, -2, -5, 1, 1, 1, 1, 1, 0,
+     0, 0, 0, 0, 0, 1);
+FLAT(F4_AT, 1, 1, 1, 1, 1, 0, 0, 1, -1, 2, -2, 0, 0, 1, 1, 4, 4, 0, 0, 1, -1, 8, -8, 1);
+FLAT(F4_A, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 1, -1, 1, -1, 0, 0, 1, 2, 4, 8, 0, 0, 1, -2, 4, -8, 0, 0, 0, 0,
+     0, 1);
+FLAT(F4_G, 1.0f / 4, 0, 0, 0, 0, 0, -1.0f / 6, -1.0f / 6, -1.0f / 6, 0, 0, 0, -1.0f / 6, 1.0f / 6, -1.0f / 6, 0,
+     0, 0, 1.0f / 24, 1.0f / 12, 1.0f / 6, 0, 0, 0, 1.0f / 24, -1.0f / 12, 1.0f / 6, 0, 0, 0, 0, 0, 1);
+FLAT(F4_GT, 1.0f / 4, -1.0f / 6, -1.0f / 6, 1.0f / 24, 1.0f / 24, 0, 0, -1.0f / 6, 1.0f / 6, 1.0f / 12,
+     -1.0f / 12, 0, 0, -1.0f / 6, -1.0f / 6, 1.0f / 6, 1.0f / 6, 1);
+#define INLINE static inline __attribute__((always_inline))
+
+/* Phase-decimated, zero-padded, channel-blocked planes. Channels are taken
+ * in blocks of CB = LANES (zero-padded up to a multiple); for channel block
+ * b, sample n and phase (ph, pw), subgrid pixel (i, j) = image pixel
+ * (ph + d*i, pw + d*j) of channel b*CB + l sits at [row i+1][col j+1][l] of
+ * a PH x PW x CB plane, zeros elsewhere. Planes are ordered [b][n][ph][pw].
+ * Every phase gets the grid of th x tw tiles of the largest subgrid, and
+ * tile t = ((n*d + ph)*d + pw)*th*tw + ti*tw + tj reads the window at row
+ * ti*m, column tj*m of its plane. The lanes of a transform are the CB
+ * channels of one tile, which are contiguous here, and the transformed
+ * tensors are [xi][t][channel] so those lanes stay contiguous there too. */
+#define CB LANES
+
+static int round_up(int c) { return (c + CB - 1) / CB * CB; }
+
 typedef struct {
     int d, m, alpha, th, tw, PH, PW, T;
-    size_t plane, per_c; /* floats per plane, per channel */
+    size_t plane, per_b; /* floats per plane (PH*PW*CB), per channel block */
 } Grid;
 
 static Grid make_grid(Shape s, int d, const Wino *w)
@@ -77,32 +108,32 @@ static Grid make_grid(Shape s, int d, const Wino *w)
     g.tw = (Wp + g.m - 1) / g.m;
     g.PH = g.th * g.m + 2;
     g.PW = g.tw * g.m + 2;
-    g.plane = (size_t)g.PH * g.PW;
+    g.plane = (size_t)g.PH * g.PW * CB;
     g.T = s.N * d * d * g.th * g.tw;
-    g.per_c = (size_t)s.N * d * d * g.plane;
+    g.per_b = (size_t)s.N * d * d * g.plane;
     return g;
 }
 
 static size_t tile_offset(const Grid *g, int t)
 {
     int per = g->th * g->tw, r = t % per;
-    return (size_t)(t / per) * g->plane + (size_t)(r / g->tw) * g->m * g->PW + (size_t)(r % g->tw) * g->m;
+    return (size_t)(t / per) * g->plane + ((size_t)(r / g->tw) * g->m * g->PW + (size_t)(r % g->tw) * g->m) * CB;
 }
 
 /* planes <- x [N][C][H][W] */
 static void decimate(float *planes, const float *x, Shape s, const Grid *g)
 {
-    int d = g->d;
-    memset(planes, 0, g->per_c * s.C * sizeof(float));
+    int d = g->d, nb = round_up(s.C) / CB;
+    memset(planes, 0, g->per_b * nb * sizeof(float));
     for (int n = 0; n < s.N; n++)
         for (int c = 0; c < s.C; c++) {
             const float *xp = x + ((size_t)n * s.C + c) * s.H * s.W;
-            float *base = planes + (size_t)c * g->per_c + (size_t)n * d * d * g->plane;
+            float *base = planes + (size_t)(c / CB) * g->per_b + (size_t)n * d * d * g->plane + c % CB;
             for (int h = 0; h < s.H; h++)
                 for (int pw = 0; pw < d && pw < s.W; pw++) {
-                    float *row = base + (size_t)((h % d) * d + pw) * g->plane + (size_t)(h / d + 1) * g->PW + 1;
+                    float *row = base + (size_t)((h % d) * d + pw) * g->plane + ((size_t)(h / d + 1) * g->PW + 1) * CB;
                     const float *src = xp + (size_t)h * s.W + pw;
-                    for (int j = 0; pw + d * j < s.W; j++) row[j] = src[d * j];
+                    for (int j = 0; pw + d * j < s.W; j++) row[(size_t)j * CB] = src[d * j];
                 }
         }
 }
@@ -114,15 +145,15 @@ static void undecimate(float *y, const float *planes, Shape s, const Grid *g, in
     for (int n = 0; n < s.N; n++)
         for (int c = 0; c < s.C; c++) {
             float *yp = y + ((size_t)n * s.C + c) * s.H * s.W;
-            const float *base = planes + (size_t)c * g->per_c + (size_t)n * d * d * g->plane;
+            const float *base = planes + (size_t)(c / CB) * g->per_b + (size_t)n * d * d * g->plane + c % CB;
             for (int h = 0; h < s.H; h++)
                 for (int pw = 0; pw < d && pw < s.W; pw++) {
-                    const float *row = base + (size_t)((h % d) * d + pw) * g->plane + (size_t)(h / d + 1) * g->PW + 1;
+                    const float *row = base + (size_t)((h % d) * d + pw) * g->plane + ((size_t)(h / d + 1) * g->PW + 1) * CB;
                     float *dst = yp + (size_t)h * s.W + pw;
                     if (accumulate)
-                        for (int j = 0; pw + d * j < s.W; j++) dst[d * j] += row[j];
+                        for (int j = 0; pw + d * j < s.W; j++) dst[d * j] += row[(size_t)j * CB];
                     else
-                        for (int j = 0; pw + d * j < s.W; j++) dst[d * j] = row[j];
+                        for (int j = 0; pw + d * j < s.W; j++) dst[d * j] = row[(size_t)j * CB];
                 }
         }
 }
@@ -132,104 +163,125 @@ size_t wino_work_floats(Shape s, int cout, int d, int algo)
     const Wino *w = pick(algo);
     Grid g = make_grid(s, d, w);
     size_t T = (size_t)g.T, a2 = (size_t)w->alpha * w->alpha;
-    size_t cmax = (size_t)(s.C > cout ? s.C : cout);
+    size_t Cp = (size_t)round_up(s.C), Op = (size_t)round_up(cout), cmax = Cp > Op ? Cp : Op;
     /* U, dU; V; M; dV; padded planes of the wider side; tile offsets */
-    return 2 * a2 * cout * s.C + 2 * a2 * s.C * T + a2 * cout * T + cmax * g.per_c +
+    return 2 * a2 * Op * Cp + 2 * a2 * Cp * T + a2 * Op * T + cmax / CB * g.per_b +
            T * (sizeof(size_t) / sizeof(float) + 1) + 64;
 }
 
-/* out[i][j][l] = sum_k,q L[i][k] in[k][q][l] R[j][q] for every lane l:
- * the 2-D transform L X R^T of LANES tiles at once (zeros of L, R skipped). */
-static void transform2d(float out[AMAX][AMAX][LANES], float in[AMAX][AMAX][LANES], const float *L, int li,
-                        int lk, const float *R, int rj, int rq)
+/* Lanes as one GCC vector value, so the transforms stay vector operations
+ * (LANES channels at once) whatever the unrolling does. */
+typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
+
+INLINE vec vload(const float *p)
 {
-    float t[AMAX][AMAX][LANES];
+    vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+INLINE void vstore(float *p, vec v) { memcpy(p, &v, sizeof v); }
+
+/* out[i][j] = sum_k,q L[i][k] in[k][q] R[j][q]: the 2-D transform L X R^T
+ * of LANES channels at once; with constant L and R the zero terms fold away. */
+INLINE void transform2d(vec out[AMAX][AMAX], vec in[AMAX][AMAX], const float *L, int li, int lk, const float *R,
+                        int rj, int rq)
+{
+    vec t[AMAX][AMAX];
     for (int i = 0; i < li; i++)
         for (int q = 0; q < rq; q++) {
-            float acc[LANES] = {0};
-            for (int k = 0; k < lk; k++) {
-                float c = L[i * AMAX + k];
-                if (c == 0.0f) continue;
-                for (int l = 0; l < LANES; l++) acc[l] += c * in[k][q][l];
-            }
-            memcpy(t[i][q], acc, sizeof acc);
+            vec acc = {0};
+            for (int k = 0; k < lk; k++)
+                if (L[i * AMAX + k] != 0.0f) acc += L[i * AMAX + k] * in[k][q];
+            t[i][q] = acc;
         }
     for (int i = 0; i < li; i++)
         for (int j = 0; j < rj; j++) {
-            float acc[LANES] = {0};
-            for (int q = 0; q < rq; q++) {
-                float c = R[j * AMAX + q];
-                if (c == 0.0f) continue;
-                for (int l = 0; l < LANES; l++) acc[l] += c * t[i][q][l];
-            }
-            memcpy(out[i][j], acc, sizeof acc);
+            vec acc = {0};
+            for (int q = 0; q < rq; q++)
+                if (R[j * AMAX + q] != 0.0f) acc += R[j * AMAX + q] * t[i][q];
+            out[i][j] = acc;
         }
 }
 
-/* U[xi][co][ci] = G g G^T, LANES weights at a time. */
+/* U[xi][co][ci] = G g G^T ([Op][Cp], zero padded), LANES weights at a time. */
+INLINE void weight_transform_f(float *U, const float *g, int cout, int cin, int a, const float *Gm)
+{
+    int Cp = round_up(cin), Op = round_up(cout);
+    size_t plane = (size_t)Op * Cp;
+    memset(U, 0, (size_t)a * a * plane * sizeof(float));
+    for (int co = 0; co < cout; co++)
+        for (int c0 = 0; c0 < cin; c0 += LANES) {
+            int nl = cin - c0 < LANES ? cin - c0 : LANES;
+            float raw[3][3][LANES] = {{{0}}}, res[LANES];
+            for (int l = 0; l < nl; l++)
+                for (int k = 0; k < 3; k++)
+                    for (int q = 0; q < 3; q++) raw[k][q][l] = g[((size_t)co * cin + c0 + l) * 9 + k * 3 + q];
+            vec in[AMAX][AMAX], out[AMAX][AMAX];
+            for (int k = 0; k < 3; k++)
+                for (int q = 0; q < 3; q++) in[k][q] = vload(raw[k][q]);
+            transform2d(out, in, Gm, a, 3, Gm, a, 3);
+            for (int i = 0; i < a; i++)
+                for (int j = 0; j < a; j++) {
+                    vstore(res, out[i][j]);
+                    memcpy(U + (size_t)(i * a + j) * plane + (size_t)co * Cp + c0, res, nl * sizeof(float));
+                }
+        }
+}
+
 static void weight_transform(float *U, const float *g, int cout, int cin, const Wino *w)
 {
-    int a = w->alpha;
-    size_t plane = (size_t)cout * cin;
-    float Gm[AMAX * AMAX] = {0};
-    for (int i = 0; i < a; i++)
-        for (int k = 0; k < 3; k++) Gm[i * AMAX + k] = w->G[i][k];
-    for (size_t p0 = 0; p0 < plane; p0 += LANES) {
-        size_t nl = plane - p0 < LANES ? plane - p0 : LANES;
-        float in[AMAX][AMAX][LANES] = {{{0}}}, out[AMAX][AMAX][LANES];
-        for (size_t l = 0; l < nl; l++)
-            for (int k = 0; k < 3; k++)
-                for (int q = 0; q < 3; q++) in[k][q][l] = g[(p0 + l) * 9 + k * 3 + q];
-        transform2d(out, in, Gm, a, 3, Gm, a, 3);
-        for (int i = 0; i < a; i++)
-            for (int j = 0; j < a; j++) memcpy(U + (size_t)(i * a + j) * plane + p0, out[i][j], nl * sizeof(float));
-    }
+    if (w->m == 4) weight_transform_f(U, g, cout, cin, 6, F4_G);
+    else weight_transform_f(U, g, cout, cin, 4, F2_G);
 }
 
 /* dg[co][ci] += G^T dU G */
-static void weight_transform_adjoint(float *dg, const float *dU, int cout, int cin, const Wino *w)
+INLINE void weight_transform_adjoint_f(float *dg, const float *dU, int cout, int cin, int a, const float *Gt)
 {
-    int a = w->alpha;
-    size_t plane = (size_t)cout * cin;
-    float Gt[AMAX * AMAX] = {0};
-    for (int i = 0; i < a; i++)
-        for (int k = 0; k < 3; k++) Gt[k * AMAX + i] = w->G[i][k];
-    for (size_t p0 = 0; p0 < plane; p0 += LANES) {
-        size_t nl = plane - p0 < LANES ? plane - p0 : LANES;
-        float in[AMAX][AMAX][LANES] = {{{0}}}, out[AMAX][AMAX][LANES];
-        for (int i = 0; i < a; i++)
-            for (int j = 0; j < a; j++) memcpy(in[i][j], dU + (size_t)(i * a + j) * plane + p0, nl * sizeof(float));
-        transform2d(out, in, Gt, 3, a, Gt, 3, a);
-        for (size_t l = 0; l < nl; l++)
+    int Cp = round_up(cin), Op = round_up(cout);
+    size_t plane = (size_t)Op * Cp;
+    for (int co = 0; co < cout; co++)
+        for (int c0 = 0; c0 < cin; c0 += LANES) {
+            int nl = cin - c0 < LANES ? cin - c0 : LANES;
+            vec in[AMAX][AMAX], out[AMAX][AMAX];
+            for (int i = 0; i < a; i++)
+                for (int j = 0; j < a; j++) in[i][j] = vload(dU + (size_t)(i * a + j) * plane + (size_t)co * Cp + c0);
+            transform2d(out, in, Gt, 3, a, Gt, 3, a);
+            float res[3][3][LANES];
             for (int k = 0; k < 3; k++)
-                for (int q = 0; q < 3; q++) dg[(p0 + l) * 9 + k * 3 + q] += out[k][q][l];
-    }
+                for (int q = 0; q < 3; q++) vstore(res[k][q], out[k][q]);
+            for (int l = 0; l < nl; l++)
+                for (int k = 0; k < 3; k++)
+                    for (int q = 0; q < 3; q++) dg[((size_t)co * cin + c0 + l) * 9 + k * 3 + q] += res[k][q][l];
+        }
 }
 
-/* X[xi][c][t] = L win_t R^T for the windows (rows x cols) of every tile:
- * the input transform (L = R = B^T, alpha x alpha windows) and the
- * adjoint output transform (L = R = A, m x m windows at +1, +1). */
-static void gather_transform(float *X, const float *planes, int C, const Grid *g, const size_t *off, int rows,
-                             int shift, const float *L)
+static void weight_transform_adjoint(float *dg, const float *dU, int cout, int cin, const Wino *w)
 {
-    int a = g->alpha, T = g->T;
-    size_t plane = (size_t)C * T;
-    for (int c = 0; c < C; c++) {
-        const float *pc = planes + (size_t)c * g->per_c + (size_t)shift * g->PW + shift;
-        for (int t0 = 0; t0 < T; t0 += LANES) {
-            int nl = T - t0 < LANES ? T - t0 : LANES;
-            float in[AMAX][AMAX][LANES], out[AMAX][AMAX][LANES];
-            size_t o[LANES];
-            for (int l = 0; l < LANES; l++) o[l] = off[t0 + (l < nl ? l : 0)];
+    if (w->m == 4) weight_transform_adjoint_f(dg, dU, cout, cin, 6, F4_GT);
+    else weight_transform_adjoint_f(dg, dU, cout, cin, 4, F2_GT);
+}
+
+/* X[xi][t][c] = L win_t R^T for the windows (rows x rows) of every tile and
+ * channel: the input transform (L = R = B^T, alpha x alpha windows) and the
+ * adjoint output transform (L = R = A, m x m windows at +1, +1). */
+INLINE void gather_transform(float *X, const float *planes, int Cp, const Grid *g, const size_t *off, int a,
+                             int rows, int shift, const float *L)
+{
+    int T = g->T;
+    size_t plane = (size_t)T * Cp;
+    if (rows > AMAX || a > AMAX) return; /* cannot happen; tells the compiler the bounds */
+    for (int b = 0; b < Cp / CB; b++) {
+        const float *pb = planes + (size_t)b * g->per_b + ((size_t)shift * g->PW + shift) * CB;
+        for (int t = 0; t < T; t++) {
+            vec in[AMAX][AMAX], out[AMAX][AMAX];
+            const float *win = pb + off[t];
             for (int k = 0; k < rows; k++)
-                for (int q = 0; q < rows; q++) {
-                    const float *src = pc + (size_t)k * g->PW + q;
-                    for (int l = 0; l < LANES; l++) in[k][q][l] = src[o[l]];
-                }
+                for (int q = 0; q < rows; q++) in[k][q] = vload(win + ((size_t)k * g->PW + q) * CB);
             transform2d(out, in, L, a, rows, L, a, rows);
+            float *dst = X + (size_t)t * Cp + (size_t)b * CB;
             for (int i = 0; i < a; i++)
-                for (int j = 0; j < a; j++)
-                    memcpy(X + (size_t)(i * a + j) * plane + (size_t)c * T + t0, out[i][j], sizeof(float) * nl);
+                for (int j = 0; j < a; j++) vstore(dst + (size_t)(i * a + j) * plane, out[i][j]);
         }
     }
 }
@@ -237,41 +289,61 @@ static void gather_transform(float *X, const float *planes, int C, const Grid *g
 /* planes (window of each tile) (+)= L X_t R^T: the output transform
  * (L = R = A^T, m x m windows at +1, +1, written) and the adjoint input
  * transform (L = R = B, alpha x alpha windows, added: windows overlap). */
-static void transform_scatter(float *planes, const float *X, int C, const Grid *g, const size_t *off, int rows,
-                              int shift, const float *L, int add)
+INLINE void transform_scatter(float *planes, const float *X, int Cp, const Grid *g, const size_t *off, int a,
+                              int rows, int shift, const float *L, int add)
 {
-    int a = g->alpha, T = g->T;
-    size_t plane = (size_t)C * T;
-    for (int c = 0; c < C; c++) {
-        float *pc = planes + (size_t)c * g->per_c + (size_t)shift * g->PW + shift;
-        for (int t0 = 0; t0 < T; t0 += LANES) {
-            int nl = T - t0 < LANES ? T - t0 : LANES;
-            float in[AMAX][AMAX][LANES], out[AMAX][AMAX][LANES];
+    int T = g->T;
+    size_t plane = (size_t)T * Cp;
+    if (rows > AMAX || a > AMAX) return; /* cannot happen; tells the compiler the bounds */
+    for (int b = 0; b < Cp / CB; b++) {
+        float *pb = planes + (size_t)b * g->per_b + ((size_t)shift * g->PW + shift) * CB;
+        for (int t = 0; t < T; t++) {
+            vec in[AMAX][AMAX], out[AMAX][AMAX];
+            const float *src = X + (size_t)t * Cp + (size_t)b * CB;
             for (int i = 0; i < a; i++)
-                for (int j = 0; j < a; j++) {
-                    memcpy(in[i][j], X + (size_t)(i * a + j) * plane + (size_t)c * T + t0, sizeof(float) * nl);
-                    for (int l = nl; l < LANES; l++) in[i][j][l] = 0.0f;
-                }
+                for (int j = 0; j < a; j++) in[i][j] = vload(src + (size_t)(i * a + j) * plane);
             transform2d(out, in, L, rows, a, L, rows, a);
-            for (int l = 0; l < nl; l++) {
-                float *win = pc + off[t0 + l];
-                for (int k = 0; k < rows; k++)
-                    for (int q = 0; q < rows; q++) {
-                        if (add) win[(size_t)k * g->PW + q] += out[k][q][l];
-                        else win[(size_t)k * g->PW + q] = out[k][q][l];
-                    }
-            }
+            float *win = pb + off[t];
+            for (int k = 0; k < rows; k++)
+                for (int q = 0; q < rows; q++) {
+                    float *dst = win + ((size_t)k * g->PW + q) * CB;
+                    vstore(dst, add ? vload(dst) + out[k][q] : out[k][q]);
+                }
         }
     }
+}
+
+/* The four tile transforms, instantiated per F(m). */
+static void input_transform(float *V, const float *planes, int Cp, const Grid *g, const size_t *off)
+{
+    if (g->m == 4) gather_transform(V, planes, Cp, g, off, 6, 6, 0, F4_BT);
+    else gather_transform(V, planes, Cp, g, off, 4, 4, 0, F2_BT);
+}
+
+static void output_transform_adjoint(float *dM, const float *planes, int Op, const Grid *g, const size_t *off)
+{
+    if (g->m == 4) gather_transform(dM, planes, Op, g, off, 6, 4, 1, F4_A);
+    else gather_transform(dM, planes, Op, g, off, 4, 2, 1, F2_A);
+}
+
+static void output_transform(float *planes, const float *M, int Op, const Grid *g, const size_t *off)
+{
+    if (g->m == 4) transform_scatter(planes, M, Op, g, off, 6, 4, 1, F4_AT, 0);
+    else transform_scatter(planes, M, Op, g, off, 4, 2, 1, F2_AT, 0);
+}
+
+static void input_transform_adjoint(float *planes, const float *dV, int Cp, const Grid *g, const size_t *off)
+{
+    if (g->m == 4) transform_scatter(planes, dV, Cp, g, off, 6, 6, 0, F4_B, 1);
+    else transform_scatter(planes, dV, Cp, g, off, 4, 4, 0, F2_B, 1);
 }
 
 typedef struct {
     const Wino *w;
     Grid g;
-    int a2;
+    int a2, Cp, Op;
     float *U, *dU, *V, *M, *dV, *planes;
     size_t *off;
-    float BT[AMAX * AMAX], B[AMAX * AMAX], AT[AMAX * AMAX], A[AMAX * AMAX];
 } Plan;
 
 static Plan plan(Shape s, int cout, int d, int algo, float *work)
@@ -280,27 +352,18 @@ static Plan plan(Shape s, int cout, int d, int algo, float *work)
     memset(&p, 0, sizeof p);
     p.w = pick(algo);
     p.g = make_grid(s, d, p.w);
-    int a = p.w->alpha, m = p.w->m;
-    p.a2 = a * a;
-    size_t a2 = (size_t)p.a2, T = (size_t)p.g.T, cmax = (size_t)(s.C > cout ? s.C : cout);
+    p.a2 = p.w->alpha * p.w->alpha;
+    p.Cp = round_up(s.C);
+    p.Op = round_up(cout);
+    size_t a2 = (size_t)p.a2, T = (size_t)p.g.T, Cp = (size_t)p.Cp, Op = (size_t)p.Op;
     p.U = work;
-    p.dU = p.U + a2 * cout * s.C;
-    p.V = p.dU + a2 * cout * s.C;
-    p.M = p.V + a2 * s.C * T;
-    p.dV = p.M + a2 * cout * T;
-    p.planes = p.dV + a2 * s.C * T;
-    p.off = (size_t *)(p.planes + cmax * p.g.per_c);
+    p.dU = p.U + a2 * Op * Cp;
+    p.V = p.dU + a2 * Op * Cp;
+    p.M = p.V + a2 * Cp * T;
+    p.dV = p.M + a2 * Op * T;
+    p.planes = p.dV + a2 * Cp * T;
+    p.off = (size_t *)(p.planes + (Cp > Op ? Cp : Op) / CB * p.g.per_b);
     for (int t = 0; t < p.g.T; t++) p.off[t] = tile_offset(&p.g, t);
-    for (int i = 0; i < a; i++)
-        for (int k = 0; k < a; k++) {
-            p.BT[i * AMAX + k] = p.w->BT[i][k];
-            p.B[i * AMAX + k] = p.w->BT[k][i];
-        }
-    for (int i = 0; i < m; i++)
-        for (int k = 0; k < a; k++) {
-            p.AT[i * AMAX + k] = p.w->AT[i][k];
-            p.A[k * AMAX + i] = p.w->AT[i][k];
-        }
     return p;
 }
 
@@ -308,17 +371,16 @@ void wino_forward(float *out, const float *in, const float *w, const float *b, S
                   int accumulate, int algo, float *work)
 {
     Plan p = plan(s, cout, d, algo, work);
-    int T = p.g.T, C = s.C, m = p.w->m, a = p.w->alpha;
-    weight_transform(p.U, w, cout, C, p.w);
+    int T = p.g.T, Cp = p.Cp, Op = p.Op;
+    weight_transform(p.U, w, cout, s.C, p.w);
     decimate(p.planes, in, s, &p.g);
-    gather_transform(p.V, p.planes, C, &p.g, p.off, a, 0, p.BT);
-    for (int xi = 0; xi < p.a2; xi++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, T, C, 1.0f, p.U + (size_t)xi * cout * C, C,
-                    p.V + (size_t)xi * C * T, T, 0.0f, p.M + (size_t)xi * cout * T, T);
+    input_transform(p.V, p.planes, Cp, &p.g, p.off);
+    for (int xi = 0; xi < p.a2; xi++) /* M[xi] [T][Op] = V[xi] [T][Cp] U[xi]^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, Op, Cp, 1.0f, p.V + (size_t)xi * T * Cp, Cp,
+                    p.U + (size_t)xi * Op * Cp, Cp, 0.0f, p.M + (size_t)xi * T * Op, Op);
     Shape so = s;
     so.C = cout;
-    transform_scatter(p.planes, p.M, cout, &p.g, p.off, m, 1, p.AT, 0);
-    /* add the bias on the planes' image part while copying out */
+    output_transform(p.planes, p.M, Op, &p.g, p.off);
     undecimate(out, p.planes, so, &p.g, accumulate);
     size_t P = (size_t)s.H * s.W;
     for (int n = 0; n < s.N; n++)
@@ -332,26 +394,26 @@ void wino_backward(float *din, float *dw, const float *dout, const float *in, co
                    int d, int algo, float *work)
 {
     Plan p = plan(s, cout, d, algo, work);
-    int T = p.g.T, C = s.C, m = p.w->m, a = p.w->alpha;
+    int T = p.g.T, Cp = p.Cp, Op = p.Op;
     Shape so = s;
     so.C = cout;
     decimate(p.planes, dout, so, &p.g);
-    gather_transform(p.M, p.planes, cout, &p.g, p.off, m, 1, p.A); /* M holds dM */
+    output_transform_adjoint(p.M, p.planes, Op, &p.g, p.off); /* M holds dM [xi][T][Op] */
     if (dw) {
         decimate(p.planes, in, s, &p.g);
-        gather_transform(p.V, p.planes, C, &p.g, p.off, a, 0, p.BT);
-        for (int xi = 0; xi < p.a2; xi++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, C, T, 1.0f, p.M + (size_t)xi * cout * T, T,
-                        p.V + (size_t)xi * C * T, T, 0.0f, p.dU + (size_t)xi * cout * C, C);
-        weight_transform_adjoint(dw, p.dU, cout, C, p.w);
+        input_transform(p.V, p.planes, Cp, &p.g, p.off);
+        for (int xi = 0; xi < p.a2; xi++) /* dU[xi] [Op][Cp] = dM^T V */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Op, Cp, T, 1.0f, p.M + (size_t)xi * T * Op, Op,
+                        p.V + (size_t)xi * T * Cp, Cp, 0.0f, p.dU + (size_t)xi * Op * Cp, Cp);
+        weight_transform_adjoint(dw, p.dU, cout, s.C, p.w);
     }
     if (din) {
-        weight_transform(p.U, w, cout, C, p.w);
-        for (int xi = 0; xi < p.a2; xi++)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, T, cout, 1.0f, p.U + (size_t)xi * cout * C, C,
-                        p.M + (size_t)xi * cout * T, T, 0.0f, p.dV + (size_t)xi * C * T, T);
-        memset(p.planes, 0, p.g.per_c * C * sizeof(float));
-        transform_scatter(p.planes, p.dV, C, &p.g, p.off, a, 0, p.B, 1);
+        weight_transform(p.U, w, cout, s.C, p.w);
+        for (int xi = 0; xi < p.a2; xi++) /* dV[xi] [T][Cp] = dM U */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Cp, Op, 1.0f, p.M + (size_t)xi * T * Op, Op,
+                        p.U + (size_t)xi * Op * Cp, Cp, 0.0f, p.dV + (size_t)xi * T * Cp, Cp);
+        memset(p.planes, 0, (size_t)Cp / CB * p.g.per_b * sizeof(float));
+        input_transform_adjoint(p.planes, p.dV, Cp, &p.g, p.off);
         undecimate(din, p.planes, s, &p.g, 1);
     }
 }
