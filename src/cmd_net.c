@@ -165,6 +165,7 @@ int cmd_score(const Options *o)
     float *out = xmalloc(shape_count(in.s) * sizeof(float));
     ModelRun run;
     model_run_init(&run);
+    run.inference = 1;
     model_forward(&m, &run, out, in.x, in.labels, in.s);
     char tmp[4096];
     hid_t f = out_begin(o->out, tmp, sizeof tmp);

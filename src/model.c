@@ -81,6 +81,15 @@ void model_run_free(ModelRun *r)
     memset(r, 0, sizeof *r);
 }
 
+/* In inference mode (no backward pass will follow) a block's internal
+ * activations are released when it returns; its output, allocated by the
+ * caller before the call, stays. */
+static size_t enter(const Ctx *c) { return arena_mark(&c->r->act); }
+static void leave(const Ctx *c, size_t mark)
+{
+    if (c->r->inference) arena_release(&c->r->act, mark);
+}
+
 static float *P(const Ctx *c, size_t off) { return c->m->params + off; }
 static float *G(const Ctx *c, size_t off) { return c->m->grads + off; }
 static float *act(const Ctx *c) { return arena_alloc(&c->r->act, shape_count(c->s)); }
@@ -132,6 +141,7 @@ static void norm_elu_bwd(const Ctx *c, const NormLayer *L, const NormEluCache *k
 /* out = x + conv2(ELU(norm2(conv1(ELU(norm1(x)))))) */
 static void rcu_fwd(const Ctx *c, const RcuLayer *L, RcuCache *k, float *out, const float *x)
 {
+    size_t mark = enter(c);
     k->x = x;
     norm_elu_fwd(c, &L->norm1, &k->n1, x);
     k->c1 = act(c);
@@ -139,6 +149,7 @@ static void rcu_fwd(const Ctx *c, const RcuLayer *L, RcuCache *k, float *out, co
     norm_elu_fwd(c, &L->norm2, &k->n2, k->c1);
     memcpy(out, x, shape_count(c->s) * sizeof(float));
     conv_fwd(c, &L->conv2, out, k->n2.a, 1);
+    leave(c, mark);
 }
 
 static void rcu_bwd(const Ctx *c, const RcuLayer *L, const RcuCache *k, float *dx, const float *dout)
@@ -158,9 +169,11 @@ static void rcu_bwd(const Ctx *c, const RcuLayer *L, const RcuCache *k, float *d
 
 static void rcu_block_fwd(const Ctx *c, const RcuBlock *L, RcuBlockCache *k, float *out, const float *x)
 {
+    size_t mark = enter(c);
     k->mid = act(c);
     rcu_fwd(c, &L->units[0], &k->u[0], k->mid, x);
     rcu_fwd(c, &L->units[1], &k->u[1], out, k->mid);
+    leave(c, mark);
 }
 
 static void rcu_block_bwd(const Ctx *c, const RcuBlock *L, const RcuBlockCache *k, float *dx,
@@ -176,6 +189,7 @@ static void rcu_block_bwd(const Ctx *c, const RcuBlock *L, const RcuBlockCache *
 /* out = x + sum_i h_i, h_{i+1} = conv_i(maxpool5(ELU(norm_i(h_i)))), h_0 = x */
 static void crp_fwd(const Ctx *c, const RefineLayer *L, CrpCache *k, float *out, const float *x)
 {
+    size_t mark = enter(c);
     size_t n = shape_count(c->s);
     memcpy(out, x, n * sizeof(float));
     const float *h = x;
@@ -188,6 +202,7 @@ static void crp_fwd(const Ctx *c, const RefineLayer *L, CrpCache *k, float *out,
         vec_add(out, k->h[i], n);
         h = k->h[i];
     }
+    leave(c, mark);
 }
 
 static void crp_bwd(const Ctx *c, const RefineLayer *L, const CrpCache *k, float *dx, const float *dout)
@@ -217,6 +232,7 @@ static void crp_bwd(const Ctx *c, const RefineLayer *L, const CrpCache *k, float
 static void refine_fwd(const Ctx *c, const RefineLayer *L, RefineCache *k, float *out,
                        const float *x0, const float *x1)
 {
+    size_t mark = enter(c);
     const float *xs[2] = {x0, x1};
     for (int i = 0; i < L->n_in; i++) {
         k->hin[i] = act(c);
@@ -234,6 +250,7 @@ static void refine_fwd(const Ctx *c, const RefineLayer *L, RefineCache *k, float
     k->pooled = act(c);
     crp_fwd(c, L, &k->crp, k->pooled, k->fused);
     rcu_block_fwd(c, &L->rcu_out, &k->out, out, k->pooled);
+    leave(c, mark);
 }
 
 static void refine_bwd(const Ctx *c, const RefineLayer *L, const RefineCache *k, float *dx0,
@@ -320,6 +337,7 @@ void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int 
 
 void model_backward(Model *m, ModelRun *r, float *dx, const float *dout)
 {
+    CHECK(!r->inference, "model_backward after an inference-mode forward pass");
     Shape s = r->in_shape;
     Ctx c = make_ctx(m, r, s, r->labels);
     const ModelCache *k = r->cache;

@@ -279,6 +279,7 @@ int cmd_sample(const Options *o)
     float *traj = o->trajectory ? xmalloc((size_t)L * (nl > 0 ? nl : 1) * per * sizeof(float)) : NULL;
     ModelRun run;
     model_run_init(&run);
+    run.inference = 1;
     SampleProgress prog = {.t_start = ncsn_now(), .tty = isatty(STDERR_FILENO), .rank = dist.rank};
     long mb = o->micro_batch;
     prog.total = ((nl + mb - 1) / mb) * L * S.steps_each;

@@ -11,6 +11,26 @@
 #include "ncsn/ops.h"
 
 #define NORM_EPS 1e-5
+#define LANES 16
+
+/* sum of f(i) for i < M via LANES partial sums */
+#define LANE_SUM(result, M, expr)                                                                  \
+    do {                                                                                           \
+        float part_[LANES] = {0};                                                                  \
+        size_t i_ = 0;                                                                             \
+        for (; i_ + LANES <= (M); i_ += LANES)                                                     \
+            for (int l_ = 0; l_ < LANES; l_++) {                                                   \
+                size_t i = i_ + l_;                                                                \
+                part_[l_] += (expr);                                                               \
+            }                                                                                      \
+        double total_ = 0.0;                                                                       \
+        for (; i_ < (M); i_++) {                                                                   \
+            size_t i = i_;                                                                         \
+            total_ += (expr);                                                                      \
+        }                                                                                          \
+        for (int l_ = 0; l_ < LANES; l_++) total_ += part_[l_];                                    \
+        (result) = total_;                                                                         \
+    } while (0)
 
 void norm_forward(float *out, float *mean, float *rstd, const float *in, const float *embed,
                   const int *labels, Shape s)
@@ -23,14 +43,11 @@ void norm_forward(float *out, float *mean, float *rstd, const float *in, const f
             size_t nc = (size_t)n * s.C + c;
             const float *x = in + nc * M; /* [H*W] */
             float *y = out + nc * M;      /* [H*W] */
-            double sum = 0.0;
-            for (size_t i = 0; i < M; i++) sum += x[i];
+            double sum, sq;
+            LANE_SUM(sum, M, x[i]);
             double mu = sum / (double)M;
-            double sq = 0.0;
-            for (size_t i = 0; i < M; i++) {
-                double t = x[i] - mu;
-                sq += t * t;
-            }
+            float muf = (float)mu;
+            LANE_SUM(sq, M, (x[i] - muf) * (x[i] - muf));
             double r = 1.0 / sqrt(sq / (double)M + NORM_EPS);
             mean[nc] = (float)mu;
             rstd[nc] = (float)r;
@@ -53,12 +70,9 @@ void norm_backward(float *din, float *dembed, const float *dout, const float *me
             const float *x = in + nc * M;    /* [H*W] */
             const float *dy = dout + nc * M; /* [H*W] */
             float mu = mean[nc], r = rstd[nc];
-            double sum_dy = 0.0, sum_dy_xhat = 0.0;
-            for (size_t i = 0; i < M; i++) {
-                float xhat = (x[i] - mu) * r;
-                sum_dy += dy[i];
-                sum_dy_xhat += (double)dy[i] * xhat;
-            }
+            double sum_dy, sum_dy_xhat;
+            LANE_SUM(sum_dy, M, dy[i]);
+            LANE_SUM(sum_dy_xhat, M, dy[i] * ((x[i] - mu) * r));
             if (dembed) {
                 float *dg = dembed + (size_t)labels[n] * 2 * s.C;
                 dg[c] += (float)sum_dy_xhat;
