@@ -146,6 +146,7 @@ void ckpt_save_train(const char *path, const Model *model, const OptimState *o, 
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    ncsn_cleanup_on_error(tmp);
     hid_t f = h5_create(tmp);
     ckpt_write_weights(f, "/model", model, model->params);
     hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
@@ -185,6 +186,7 @@ void ckpt_save_train(const char *path, const Model *model, const OptimState *o, 
     H5Gclose(t);
     H5_CHECK(H5Fclose(f));
     file_commit(tmp, path);
+    ncsn_cleanup_done();
 }
 
 /* Non-dying readers for checkpoint validation. */
@@ -316,14 +318,26 @@ int ckpt_try_load_train(const char *path, Model *model, OptimState *o, TrainMeta
     }
     const NcsnConfig *want = &model->cfg;
     const char *field = NULL;
-    if (cfg.in_channels != want->in_channels) field = "in_channels";
-    else if (cfg.nf != want->nf) field = "nf";
-    else if (cfg.num_classes != want->num_classes) field = "num_classes";
-    else if (memcmp(cfg.dilations, want->dilations, sizeof cfg.dilations) != 0) field = "dilations";
-    else if (cfg.scale_by_sigma != want->scale_by_sigma) field = "scale_by_sigma";
-    else if (!has_sig) field = "sigmas";
+    char have[64] = "", mine[64] = "";
+#define DIFF(name, a, b)                                                                           \
+    if (!field && (a) != (b)) {                                                                    \
+        field = name;                                                                              \
+        snprintf(have, sizeof have, "%d", (a));                                                    \
+        snprintf(mine, sizeof mine, "%d", (b));                                                    \
+    }
+    DIFF("in_channels", cfg.in_channels, want->in_channels)
+    DIFF("nf", cfg.nf, want->nf)
+    DIFF("num_classes", cfg.num_classes, want->num_classes)
+    for (int i = 0; i < 4; i++) DIFF("dilations", cfg.dilations[i], want->dilations[i])
+    DIFF("scale_by_sigma", cfg.scale_by_sigma, want->scale_by_sigma)
+#undef DIFF
     if (field) {
-        snprintf(err, cap, "%s: /model %s differs from this run's configuration", path, field);
+        snprintf(err, cap, "%s: /model %s is %s in the checkpoint but %s in this run", path, field, have, mine);
+        free(sig);
+        return -2;
+    }
+    if (!has_sig) {
+        snprintf(err, cap, "%s: /model/sigmas is missing", path);
         free(sig);
         return -1;
     }

@@ -93,3 +93,22 @@ void rundir_prune(const char *dir, int keep, const long *milestones, int n_miles
         unlink(path);
     }
 }
+
+void rundir_trim_metrics(const char *dir, long step)
+{
+    char path[4096], tmp[4200], line[1024];
+    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    FILE *in = fopen(path, "r");
+    if (!in) return;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *out = fopen(tmp, "w");
+    CHECK(out, "%s: cannot write", tmp);
+    while (fgets(line, sizeof line, in)) {
+        char *end;
+        long s = strtol(line, &end, 10);
+        if (end == line || s <= step) fputs(line, out); /* header, or a step kept */
+    }
+    fclose(in);
+    CHECK(fclose(out) == 0, "%s: write failed", tmp);
+    CHECK(rename(tmp, path) == 0, "cannot rename %s to %s", tmp, path);
+}

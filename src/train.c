@@ -106,42 +106,52 @@ static void parse_milestones(Trainer *t)
     }
 }
 
-/* Rank 0: tries checkpoints newest first; returns 1 when one was loaded. */
+/* Rank 0: tries checkpoints newest first; returns 1 when one was loaded.
+ * A damaged checkpoint is refused and the next older one tried; one made
+ * with another model configuration or dataset ends the run (exit 2): the
+ * run dir belongs to another run, and starting over would overwrite it. */
 static int try_resume(Trainer *t, const NcsnConfig *cfg)
 {
     const char *mode = t->o->resume;
-    if (strcmp(mode, "none") == 0) return 0;
     long steps[4096];
-    char paths[8][4096];
-    int n = 0;
-    if (strcmp(mode, "auto") == 0) {
-        int k = rundir_list_ckpts(t->o->run_dir, steps, 4096);
-        for (int i = 0; i < k && i < 8; i++) rundir_ckpt_path(paths[n++], sizeof paths[0], t->o->run_dir, steps[i]);
-    } else {
-        snprintf(paths[n++], sizeof paths[0], "%s", mode);
+    int n = rundir_list_ckpts(t->o->run_dir, steps, 4096);
+    if (strcmp(mode, "none") == 0) {
+        if (n > 0)
+            ncsn_die_usage("--resume none: %s already holds checkpoints (newest: step %ld); use another "
+                           "--run-dir or remove them to start over", t->o->run_dir, steps[0]);
+        return 0;
     }
-    char err[8192];
+    int is_auto = strcmp(mode, "auto") == 0;
+    if (!is_auto) n = 1;
+    char path[4096], err[8192];
     for (int i = 0; i < n; i++) {
+        if (is_auto) rundir_ckpt_path(path, sizeof path, t->o->run_dir, steps[i]);
+        else snprintf(path, sizeof path, "%s", mode);
         model_init(&t->model, cfg);
         size_t total = t->model.table.total;
         t->opt.m = xcalloc(total, sizeof(float));
         t->opt.v = xcalloc(total, sizeof(float));
         t->opt.ema = t->o->ema_rate > 0 ? xcalloc(total, sizeof(float)) : NULL;
-        int ok = ckpt_try_load_train(paths[i], &t->model, &t->opt, &t->meta, err, sizeof err) == 0;
-        if (ok && (t->meta.data_shape[0] != t->data.N || t->meta.data_shape[1] != t->data.C ||
-                   t->meta.data_shape[2] != t->data.H || t->meta.data_shape[3] != t->data.W)) {
-            snprintf(err, sizeof err, "%s: /train data_shape differs from %s:%s", paths[i], t->data.path,
-                     t->data.name);
-            ok = 0;
+        int rc = ckpt_try_load_train(path, &t->model, &t->opt, &t->meta, err, sizeof err);
+        if (rc == 0) {
+            for (int k = 0; k < 4; k++)
+                if (t->meta.data_shape[k] != (k == 0 ? t->data.N : k == 1 ? t->data.C : k == 2 ? t->data.H : t->data.W)) {
+                    snprintf(err, sizeof err, "%s: /train data_shape is [%ld,%ld,%ld,%ld] but %s:%s is [%ld,%d,%d,%d]",
+                             path, t->meta.data_shape[0], t->meta.data_shape[1], t->meta.data_shape[2],
+                             t->meta.data_shape[3], t->data.path, t->data.name, t->data.N, t->data.C, t->data.H,
+                             t->data.W);
+                    rc = -2;
+                    break;
+                }
         }
-        if (ok) {
+        if (rc == 0) {
             if (t->meta.seed != t->o->seed)
-                printf("warning: %s was made with --seed %llu, this run uses %llu\n", paths[i],
-                       t->meta.seed, (unsigned long long)t->o->seed);
+                printf("warning: %s was made with --seed %llu, this run uses %llu\n", path, t->meta.seed,
+                       (unsigned long long)t->o->seed);
             if (t->meta.batch != t->o->batch)
-                printf("warning: %s was made with --batch %ld, this run uses %ld\n", paths[i],
-                       t->meta.batch, t->o->batch);
-            printf("resuming from %s at step %ld\n", paths[i], t->meta.step);
+                printf("warning: %s was made with --batch %ld, this run uses %ld\n", path, t->meta.batch,
+                       t->o->batch);
+            printf("resuming from %s at step %ld\n", path, t->meta.step);
             return 1;
         }
         free(t->opt.m);
@@ -149,11 +159,14 @@ static int try_resume(Trainer *t, const NcsnConfig *cfg)
         free(t->opt.ema);
         memset(&t->opt, 0, sizeof t->opt);
         model_free(&t->model);
-        if (strcmp(mode, "auto") != 0) ncsn_die_usage("--resume: refusing %s", err);
+        if (rc == -2) ncsn_die_usage("--resume %s: refusing checkpoint %s", mode, err);
+        if (!is_auto) ncsn_die_usage("--resume: refusing %s", err);
         fprintf(stderr, "ncsn: refusing checkpoint %s\n", err);
         if (i + 1 < n) fprintf(stderr, "ncsn: falling back to the next older checkpoint\n");
-        else fprintf(stderr, "ncsn: no usable checkpoint left; starting from scratch\n");
     }
+    if (n > 0)
+        ncsn_die_usage("--resume auto: none of the %d checkpoints in %s is usable (see above); "
+                       "use --resume none in a new --run-dir to start over", n, t->o->run_dir);
     return 0;
 }
 
@@ -378,7 +391,13 @@ static int train_loop(Trainer *t, long start)
     p.t_start = ncsn_now();
     p.step_start = start;
     int status = 0;
-    for (long step = start; step < o->steps; step++) {
+    if (dist_max_int((int)g_stop_signal)) { /* a signal arrived while starting up */
+        say(t, "stop signal received before the first step: writing a checkpoint at step %ld and exiting with status %d (resumable)\n",
+            start, NCSN_EXIT_STOPPED);
+        write_checkpoint(t, start);
+        status = NCSN_EXIT_STOPPED;
+    }
+    for (long step = start; step < o->steps && status == 0; step++) {
         double t0 = ncsn_now();
         for (long k = lo; k < hi; k++) {
             long i = k - lo;
@@ -423,7 +442,7 @@ static int train_loop(Trainer *t, long start)
         }
         if (done == o->steps || (o->ckpt_every > 0 && done % o->ckpt_every == 0)) write_checkpoint(t, done);
     }
-    if (status == 0 && start >= o->steps) {
+    if (status == 0 && start >= o->steps && !g_stop_signal) {
         say(t, "nothing to do: the run is already at step %ld of %ld\n", start, o->steps);
         if (rundir_list_ckpts(o->run_dir, (long[1]){0}, 1) == 0) write_checkpoint(t, start);
     }
@@ -445,6 +464,14 @@ int cmd_train(const Options *o)
     Trainer t;
     memset(&t, 0, sizeof t);
     t.o = o;
+    /* Stop signals are caught from the start, so that a preemption during
+     * start-up also ends resumably (exit 3) rather than by the signal. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     dist_init(&t.dist, NULL, NULL);
     h5_quiet();
     ncsn_set_collective(1); /* every rank validates the same options and data */
@@ -499,12 +526,7 @@ int cmd_train(const Options *o)
         printf("\nrun dir: %s (steps %ld -> %ld)\n", o->run_dir, plan.start_step, o->steps);
         fflush(stdout);
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    if (t.dist.rank == 0 && plan.start_step > 0) rundir_trim_metrics(o->run_dir, plan.start_step);
     int status = train_loop(&t, plan.start_step);
     if (t.dist.rank == 0 && status == 0) printf("run dir: %s\n", o->run_dir);
     free(t.opt.m);

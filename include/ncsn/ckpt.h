@@ -46,9 +46,10 @@ typedef struct {
 void ckpt_save_train(const char *path, const Model *model, const OptimState *o, const TrainMeta *meta,
                      const char *options_text);
 /* Loads a training checkpoint into model (whose configuration must match the
- * file's) and o. Returns 0, or -1 with err naming the file and the field.
- * Never exits: callers fall back to an older checkpoint. want_ema: the run
- * uses EMA (a checkpoint without /ema then starts EMA from the weights). */
+ * file's) and o (o->ema NULL: EMA off; a checkpoint without /ema starts the
+ * EMA from the weights). Returns 0; -1 when the file is damaged or
+ * incomplete; -2 when it was made with another model configuration; err
+ * names the file and the field. Never exits: callers decide. */
 int ckpt_try_load_train(const char *path, Model *model, OptimState *o, TrainMeta *meta, char *err,
                         size_t cap);
 /* Reads the configuration and sigmas of a checkpoint without dying:

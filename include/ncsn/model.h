@@ -108,6 +108,8 @@ typedef struct {
     Arena tmp;     /* gradient temporaries of the backward pass */
     float *work;   /* conv scratch */
     size_t work_floats;
+    ConvAlgo conv_algo; /* from NCSN_CONV at model_run_init */
+    int inference;      /* set: forward only, activations freed as blocks finish */
     Shape in_shape;
     const int *labels;
     ModelCache *cache;

@@ -14,16 +14,29 @@ typedef struct {
 
 static inline size_t shape_count(Shape s) { return (size_t)s.N * s.C * s.H * s.W; }
 
+/* How 3x3 convolutions are computed. AUTO: Winograd F(4x4,3x3) where both
+ * channel counts are at least 4, im2col + sgemm otherwise. The environment
+ * variable NCSN_CONV=auto|im2col|wino2|wino4 overrides (conv_algo_from_env). */
+typedef enum { CONV_AUTO, CONV_IM2COL, CONV_WINOGRAD2, CONV_WINOGRAD4 } ConvAlgo;
+ConvAlgo conv_algo_from_env(void);
+
 /* 3x3 convolution, stride 1, dilation d, padding d, with bias.
  * w: [cout, s.C, 3, 3], b: [cout]. out: [s.N, cout, s.H, s.W].
  * accumulate != 0 adds the result to out instead of overwriting it.
- * work: conv_work_floats(s, cout) floats of scratch. */
-size_t conv_work_floats(Shape s, int cout);
+ * work: conv_work_floats(s, cout, d, algo) floats of scratch. */
+size_t conv_work_floats(Shape s, int cout, int d, ConvAlgo algo);
 void conv_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout,
-                  int d, int accumulate, float *work);
+                  int d, int accumulate, ConvAlgo algo, float *work);
 /* din [s], dw [cout, s.C, 3, 3], db [cout] accumulate; dout [s.N, cout, s.H, s.W]. */
 void conv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
-                   const float *w, Shape s, int cout, int d, float *work);
+                   const float *w, Shape s, int cout, int d, ConvAlgo algo, float *work);
+
+/* The Winograd kernels behind conv_* (algo CONV_WINOGRAD2 or 4); no bias. */
+size_t wino_work_floats(Shape s, int cout, int d, int algo);
+void wino_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout, int d,
+                  int accumulate, int algo, float *work);
+void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w, Shape s,
+                   int cout, int d, int algo, float *work);
 
 /* Conditional instance norm: per (n, c) mean and biased variance over H x W,
  * out = gamma[y,c] * (x - mean) / sqrt(var + 1e-5) + beta[y,c];
@@ -38,6 +51,7 @@ void norm_backward(float *din, float *dembed, const float *dout, const float *me
 /* ELU with alpha 1. The backward reads the forward's output:
  * d/dx elu(x) = 1 for x > 0 and elu(x) + 1 otherwise. in and out may alias. */
 void elu_forward(float *out, const float *in, size_t n);
+float ncsn_expm1_neg(float x); /* expm1(x) for x <= 0, vectorisable */
 void elu_backward(float *din, const float *dout, const float *out, size_t n);
 
 /* 5x5 max pool, stride 1, padding 2; padded positions never win. */

@@ -20,4 +20,8 @@ void rundir_set_latest(const char *dir, long step);
 /* Deletes all but the `keep` newest checkpoints, never a milestone. */
 void rundir_prune(const char *dir, int keep, const long *milestones, int n_milestones);
 
+/* After a resume at `step`: drops the metrics rows of later steps (they
+ * belong to the part of the interrupted run that is being redone). */
+void rundir_trim_metrics(const char *dir, long step);
+
 #endif
