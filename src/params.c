@@ -175,6 +175,7 @@ void model_free(Model *m)
     free(m->params);
     free(m->grads);
     free(m->sigmas);
+    free(m->mean_stats);
     memset(m, 0, sizeof *m);
 }
 
