@@ -34,10 +34,6 @@ void ckpt_write_weights(hid_t file, const char *group, const Model *m, const flo
         hsize_t L = (hsize_t)c->num_classes;
         h5_write(g, "sigmas", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 1, &L, m->sigmas);
     }
-    if (m->mean_stats) {
-        hsize_t d[2] = {2, (hsize_t)c->in_channels};
-        h5_write(g, "mean_stats", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 2, d, m->mean_stats);
-    }
     H5Gclose(g);
 }
 
@@ -76,11 +72,6 @@ void ckpt_load_model_from(Model *m, hid_t file, const char *path)
         if (why) ncsn_die_usage("%s: /model/sigmas: %s", path, why);
         model_set_sigmas(m, s);
         free(s);
-    }
-    if (h5_exists(file, "/model/mean_stats")) {
-        hsize_t d[2] = {2, (hsize_t)c.in_channels};
-        m->mean_stats = xmalloc(2 * (size_t)c.in_channels * sizeof(float));
-        h5_read_exact(file, path, "/model/mean_stats", 2, d, H5T_NATIVE_FLOAT, m->mean_stats);
     }
 }
 
@@ -380,12 +371,6 @@ int ckpt_try_load_train(const char *path, Model *model, OptimState *o, TrainMeta
     if (rc == 0) rc = try_group(f, "/model", model, model->params, path, err, cap);
     if (rc == 0) rc = try_group(f, "/optim/adam_m", model, o->m, path, err, cap);
     if (rc == 0) rc = try_group(f, "/optim/adam_v", model, o->v, path, err, cap);
-    if (rc == 0 && h5_exists(f, "/model/mean_stats")) {
-        int d[2] = {2, model->cfg.in_channels};
-        free(model->mean_stats);
-        model->mean_stats = xmalloc(2 * (size_t)d[1] * sizeof(float));
-        rc = try_read(f, "/model/mean_stats", 2, d, model->mean_stats, path, err, cap);
-    }
     if (rc == 0 && o->ema) {
         if (has_ema) rc = try_group(f, "/ema", model, o->ema, path, err, cap);
         else memcpy(o->ema, model->params, model->table.total * sizeof(float));

@@ -58,7 +58,6 @@ static const OptSpec TRAIN_OPTS[] = {
     {"log-every", OPT_INT, "0", "print a progress line every K steps (0: about 20 per run)", F(log_every)},
     {"sigma-pick", OPT_DOUBLE, "1000", "images sampled when choosing noise levels from the data", F(sigma_pick)},
     {"bucket-mb", OPT_INT, "4", "gradient allreduce bucket size in MiB", F(bucket_mb)},
-    {"mean-score", OPT_FLAG, NULL, "add the analytic score of the image mean (docs/quality.md)", F(mean_score)},
     {"dump-grads", OPT_STR, NULL, "debugging: write each step's summed gradient to DIR/grad-<step>.h5", F(dump_grads)},
     {NULL, 0, NULL, NULL, 0}};
 

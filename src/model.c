@@ -283,38 +283,11 @@ static Ctx make_ctx(Model *m, ModelRun *r, Shape in, const int *labels)
     return c;
 }
 
-/* out += -(mean_c(x) - m_c) / (H*W*v_c + sigma^2) per sample and channel;
- * with dx: its adjoint, dx += -sum(dout over the channel) / (H*W*(H*W*v_c + sigma^2)). */
-static void mean_score(const Model *m, const int *labels, Shape s, const float *x, float *out, float *dx,
-                       const float *dout)
-{
-    size_t P = (size_t)s.H * s.W;
-    for (int n = 0; n < s.N; n++) {
-        double sig = m->sigmas[labels[n]];
-        for (int c = 0; c < s.C; c++) {
-            size_t at = ((size_t)n * s.C + c) * P;
-            double denom = (double)P * m->mean_stats[s.C + c] + sig * sig;
-            if (out) {
-                double mean = 0;
-                for (size_t i = 0; i < P; i++) mean += x[at + i];
-                float add = (float)(-(mean / (double)P - m->mean_stats[c]) / denom);
-                for (size_t i = 0; i < P; i++) out[at + i] += add;
-            }
-            if (dx) {
-                double g = 0;
-                for (size_t i = 0; i < P; i++) g += dout[at + i];
-                float add = (float)(-g / ((double)P * denom));
-                for (size_t i = 0; i < P; i++) dx[at + i] += add;
-            }
-        }
-    }
-}
-
 void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int *labels, Shape s)
 {
     CHECK(s.C == m->cfg.in_channels, "input has %d channels, the model expects %d", s.C,
           m->cfg.in_channels);
-    CHECK((!m->cfg.scale_by_sigma && !m->mean_stats) || m->sigmas, "the model has no noise levels (sigmas not set)");
+    CHECK(!m->cfg.scale_by_sigma || m->sigmas, "the model has no noise levels (sigmas not set)");
     arena_reset(&r->act);
     arena_reset(&r->tmp);
     /* scratch for the largest conv: every dilation of the model, nf -> nf,
@@ -360,7 +333,6 @@ void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int 
             for (size_t i = 0; i < per; i++) out[n * per + i] *= inv;
         }
     }
-    if (m->mean_stats) mean_score(m, labels, s, x, out, NULL, NULL);
 }
 
 void model_backward(Model *m, ModelRun *r, float *dx, const float *dout)
@@ -406,6 +378,5 @@ void model_backward(Model *m, ModelRun *r, float *dx, const float *dout)
     conv_backward(dx, G(&c, net->begin_conv.w), G(&c, net->begin_conv.b), da, k->x,
                   P(&c, net->begin_conv.w), in, net->begin_conv.cout, 1, r->conv_algo, r->work);
     notify(&c, 0);
-    if (dx && m->mean_stats) mean_score(m, r->labels, s, NULL, NULL, dx, dout);
     arena_release(&r->tmp, mark);
 }

@@ -175,7 +175,6 @@ void model_free(Model *m)
     free(m->params);
     free(m->grads);
     free(m->sigmas);
-    free(m->mean_stats);
     memset(m, 0, sizeof *m);
 }
 

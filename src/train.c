@@ -36,7 +36,7 @@ static void on_stop_signal(int sig) { g_stop_signal = sig; }
 /* What rank 0 decides and every rank needs before building its replica. */
 typedef struct {
     NcsnConfig cfg;
-    int has_sigmas, has_mean_stats;
+    int has_sigmas;
     long start_step;
     int status; /* 0 ok, else exit status */
 } RunPlan;
@@ -91,39 +91,6 @@ static double max_pairwise_distance(Trainer *t)
     free(x);
     free(perm);
     return sqrt(best);
-}
-
-/* Mean and variance over the training images of each channel's image mean
- * (the statistics of --mean-score), in chunks of 256 images. */
-static float *image_mean_stats(Trainer *t)
-{
-    Dataset *d = &t->data;
-    int C = d->C, chunk = 256;
-    size_t per = (size_t)C * d->H * d->W, P = (size_t)d->H * d->W;
-    float *x = xmalloc((size_t)chunk * per * sizeof(float));
-    uint32_t *idx = xmalloc((size_t)chunk * sizeof(uint32_t));
-    double *sum = xcalloc((size_t)C, sizeof(double)), *sq = xcalloc((size_t)C, sizeof(double));
-    for (long i0 = 0; i0 < d->N; i0 += chunk) {
-        int n = d->N - i0 < chunk ? (int)(d->N - i0) : chunk;
-        for (int i = 0; i < n; i++) idx[i] = (uint32_t)(i0 + i);
-        data_read(d, x, idx, n);
-        for (int i = 0; i < n; i++)
-            for (int c = 0; c < C; c++) {
-                double mean = 0;
-                for (size_t p = 0; p < P; p++) mean += x[i * per + c * P + p];
-                mean /= (double)P;
-                sum[c] += mean;
-                sq[c] += mean * mean;
-            }
-    }
-    float *stats = xmalloc(2 * (size_t)C * sizeof(float));
-    for (int c = 0; c < C; c++) {
-        double m = sum[c] / (double)d->N, v = sq[c] / (double)d->N - m * m;
-        stats[c] = (float)m;
-        stats[C + c] = (float)(v > 1e-8 ? v : 1e-8);
-    }
-    free(x), free(idx), free(sum), free(sq);
-    return stats;
 }
 
 static void parse_milestones(Trainer *t)
@@ -234,10 +201,6 @@ static RunPlan plan_run(Trainer *t)
         int has = opt_sigmas(o, cfg.num_classes, sig);
         if (have_file) {
             memcpy(t->model.params, from_file.params, total * sizeof(float));
-            if (from_file.mean_stats) {
-                t->model.mean_stats = from_file.mean_stats;
-                from_file.mean_stats = NULL;
-            }
             if (!has && from_file.sigmas) {
                 memcpy(sig, from_file.sigmas, (size_t)cfg.num_classes * sizeof(float));
                 has = 1;
@@ -259,21 +222,10 @@ static RunPlan plan_run(Trainer *t)
         model_set_sigmas(&t->model, sig);
         free(sig);
         if (t->opt.ema) memcpy(t->opt.ema, t->model.params, total * sizeof(float));
-        if (o->mean_score && !t->model.mean_stats) {
-            t->model.mean_stats = image_mean_stats(t);
-            printf("mean score: image-mean statistics per channel (mean, variance):");
-            for (int c = 0; c < cfg.in_channels; c++)
-                printf(" (%.4g, %.4g)", t->model.mean_stats[c], t->model.mean_stats[cfg.in_channels + c]);
-            printf("\n");
-        }
     }
-    if (!o->mean_score != !t->model.mean_stats)
-        printf("warning: --mean-score is %s but the model %s image-mean statistics; the model's choice is kept\n",
-               o->mean_score ? "on" : "off", t->model.mean_stats ? "has" : "has no");
     if (have_file) model_free(&from_file);
     plan.cfg = t->model.cfg;
     plan.has_sigmas = 1;
-    plan.has_mean_stats = t->model.mean_stats != NULL;
     return plan;
 }
 
@@ -297,10 +249,6 @@ static void share_plan(Trainer *t, RunPlan *plan)
     dist_bcast(t->opt.v, bytes, 0);
     if (t->opt.ema) dist_bcast(t->opt.ema, bytes, 0);
     dist_bcast(t->model.sigmas, (size_t)plan->cfg.num_classes * sizeof(float), 0);
-    if (plan->has_mean_stats) {
-        if (t->dist.rank != 0) t->model.mean_stats = xmalloc(2 * (size_t)plan->cfg.in_channels * sizeof(float));
-        dist_bcast(t->model.mean_stats, 2 * (size_t)plan->cfg.in_channels * sizeof(float), 0);
-    }
 }
 
 static uint64_t fnv1a(const char *s)

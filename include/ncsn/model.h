@@ -82,11 +82,6 @@ typedef struct {
     float *params; /* [table.total] */
     float *grads;  /* [table.total] */
     float *sigmas; /* [num_classes], or NULL when not set */
-    /* Optional analytic score of the per-channel image mean (train
-     * --mean-score; NULL = off, the default network): [2][C], the mean m_c
-     * and the variance v_c over the training images of their channel-c
-     * means. See model_forward. */
-    float *mean_stats;
 } Model;
 
 /* Builds the layout and allocates params (zero) and grads (zero). */
@@ -128,11 +123,8 @@ typedef struct {
 void model_run_init(ModelRun *r);
 void model_run_free(ModelRun *r);
 
-/* out [N, C, H, W] = s(x, labels). With mean_stats, every pixel of channel
- * c also gets -(mean_c(x) - m_c) / (H*W*v_c + sigma^2): the score of a
- * Gaussian model of the image mean, which the network cannot represent
- * (every instance norm removes it). x [N, C, H, W] is not modified and
- * must stay alive until model_backward. */
+/* out [N, C, H, W] = s(x, labels). x [N, C, H, W] is not modified and must
+ * stay alive until model_backward. */
 void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int *labels, Shape s);
 /* grads += d(sum(dout * out))/dparams; dx (may be NULL) += d/dx. */
 void model_backward(Model *m, ModelRun *r, float *dx, const float *dout);
