@@ -375,9 +375,16 @@ void wino_forward(float *out, const float *in, const float *w, const float *b, S
     weight_transform(p.U, w, cout, s.C, p.w);
     decimate(p.planes, in, s, &p.g);
     input_transform(p.V, p.planes, Cp, &p.g, p.off);
-    for (int xi = 0; xi < p.a2; xi++) /* M[xi] [T][Op] = V[xi] [T][Cp] U[xi]^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, Op, Cp, 1.0f, p.V + (size_t)xi * T * Cp, Cp,
-                    p.U + (size_t)xi * Op * Cp, Cp, 0.0f, p.M + (size_t)xi * T * Op, Op);
+    /* M[xi] [T][Op] = V[xi] [T][Cp] U[xi]^T, one sample's tiles per call:
+     * BLAS kernels round the last rows of a block differently, so a
+     * product over the whole batch would make a sample's result depend on
+     * its position in the batch (and sampling on the rank count). */
+    int Ts = T / s.N;
+    for (int xi = 0; xi < p.a2; xi++)
+        for (int n = 0; n < s.N; n++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Ts, Op, Cp, 1.0f,
+                        p.V + ((size_t)xi * T + (size_t)n * Ts) * Cp, Cp, p.U + (size_t)xi * Op * Cp, Cp, 0.0f,
+                        p.M + ((size_t)xi * T + (size_t)n * Ts) * Op, Op);
     Shape so = s;
     so.C = cout;
     output_transform(p.planes, p.M, Op, &p.g, p.off);
@@ -409,9 +416,12 @@ void wino_backward(float *din, float *dw, const float *dout, const float *in, co
     }
     if (din) {
         weight_transform(p.U, w, cout, s.C, p.w);
+        int Ts = T / s.N; /* per sample, as in the forward pass */
         for (int xi = 0; xi < p.a2; xi++) /* dV[xi] [T][Cp] = dM U */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Cp, Op, 1.0f, p.M + (size_t)xi * T * Op, Op,
-                        p.U + (size_t)xi * Op * Cp, Cp, 0.0f, p.dV + (size_t)xi * T * Cp, Cp);
+            for (int n = 0; n < s.N; n++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Ts, Cp, Op, 1.0f,
+                            p.M + ((size_t)xi * T + (size_t)n * Ts) * Op, Op, p.U + (size_t)xi * Op * Cp, Cp, 0.0f,
+                            p.dV + ((size_t)xi * T + (size_t)n * Ts) * Cp, Cp);
         memset(p.planes, 0, (size_t)Cp / CB * p.g.per_b * sizeof(float));
         input_transform_adjoint(p.planes, p.dV, Cp, &p.g, p.off);
         undecimate(din, p.planes, s, &p.g, 1);
