@@ -131,6 +131,16 @@ void dist_sum_doubles(double *v, int n)
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
 }
 
+void dist_sum_floats(float *v, size_t n)
+{
+    while (n > 0) {
+        int chunk = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, chunk, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+        v += chunk;
+        n -= (size_t)chunk;
+    }
+}
+
 int dist_max_int(int v)
 {
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));

@@ -7,6 +7,7 @@
 #     the last 50 of 300 steps the mean DSM loss is below 0.65 x C*H*W, the
 #     loss of the zero score (E|z|^2 = 64 per image), and below half the mean
 #     of the first 5 steps (measured: 109 -> 36). About 40 s on 2 cores.
+#  3. A diverging run (--lr 1e30) stops naming the step and the rank.
 set -euo pipefail
 NCSN=$1 SRC=$2
 PY=${PYTHON:-/usr/bin/python3}
@@ -59,4 +60,13 @@ ok = last < 0.65 * baseline and last < 0.5 * first
 print("learning:", "ok" if ok else "FAIL (expected the last 50 steps below 0.65 x baseline and below half the first 5)")
 sys.exit(0 if ok else 1)
 PYEOF
+# 3. A run that diverges stops with the step and the rank that saw it.
+rc=0
+OPENBLAS_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train --data "$W/fm8.h5" --run-dir "$W/nan" --in-channels 1 --nf 8 \
+    --num-classes 4 --sigmas 1,0.5,0.2,0.05 --batch 8 --steps 20 --ckpt-every 0 --lr 1e30 >"$W/nan.log" 2>&1 || rc=$?
+if [ $rc -ne 0 ] && grep -qE "non-finite (loss at step [0-9]+ on rank [0-9]|gradient at step [0-9]+)" "$W/nan.log"; then
+    echo "divergence: exit $rc, $(grep -oE 'non-finite [a-z]+ at step [0-9]+( on rank [0-9]+)?' "$W/nan.log" | head -n1)"
+else
+    echo "FAIL: a diverging run (--lr 1e30) did not stop with a non-finite message (exit $rc)"; tail -5 "$W/nan.log"; exit 1
+fi
 echo "train_ranks: all checks passed"
