@@ -110,20 +110,32 @@ void file_commit(const char *tmp, const char *final)
     }
 }
 
+hid_t atomic_h5_begin(AtomicH5 *a, const char *path)
+{
+    snprintf(a->path, sizeof a->path, "%s", path);
+    snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%d", path, (int)getpid());
+    ncsn_cleanup_on_error(a->tmp);
+    a->file = h5_create(a->tmp);
+    return a->file;
+}
+
+void atomic_h5_commit(AtomicH5 *a)
+{
+    H5_CHECK(H5Fclose(a->file));
+    file_commit(a->tmp, a->path);
+    ncsn_cleanup_done();
+}
+
 void ckpt_save_model(const char *path, const Model *m, const float *weights, long step)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    ncsn_cleanup_on_error(tmp);
-    hid_t f = h5_create(tmp);
+    AtomicH5 out;
+    hid_t f = atomic_h5_begin(&out, path);
     ckpt_write_weights(f, "/model", m, weights);
     hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
     int st = (int)step;
     h5_attr_write_int(g, "step", 1, &st);
     H5Gclose(g);
-    H5_CHECK(H5Fclose(f));
-    file_commit(tmp, path);
-    ncsn_cleanup_done();
+    atomic_h5_commit(&out);
 }
 
 /* ---- training checkpoints ---- */
@@ -144,10 +156,8 @@ static void write_group_of(hid_t file, const char *group, const Model *m, const 
 void ckpt_save_train(const char *path, const Model *model, const OptimState *o, const TrainMeta *meta,
                      const char *options_text)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    ncsn_cleanup_on_error(tmp);
-    hid_t f = h5_create(tmp);
+    AtomicH5 out;
+    hid_t f = atomic_h5_begin(&out, path);
     ckpt_write_weights(f, "/model", model, model->params);
     hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
     int st = (int)meta->step;
@@ -184,9 +194,7 @@ void ckpt_save_train(const char *path, const Model *model, const OptimState *o, 
     ints[0] = NCSN_FORMAT_VERSION;
     h5_attr_write_int(t, "format_version", 1, ints);
     H5Gclose(t);
-    H5_CHECK(H5Fclose(f));
-    file_commit(tmp, path);
-    ncsn_cleanup_done();
+    atomic_h5_commit(&out);
 }
 
 /* Non-dying readers for checkpoint validation. */

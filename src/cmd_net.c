@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ncsn/ckpt.h"
 #include "ncsn/cli.h"
@@ -131,21 +130,6 @@ static void free_input(NetInput *in)
     free(in->labels);
 }
 
-/* Output files are written under a temporary name and renamed when complete. */
-static hid_t out_begin(const char *path, char *tmp, size_t cap)
-{
-    snprintf(tmp, cap, "%s.tmp.%d", path, (int)getpid());
-    ncsn_cleanup_on_error(tmp);
-    return h5_create(tmp);
-}
-
-static void out_commit(hid_t f, const char *tmp, const char *path)
-{
-    H5_CHECK(H5Fclose(f));
-    file_commit(tmp, path);
-    ncsn_cleanup_done();
-}
-
 static void load_for_eval(Model *m, const Options *o, const char *cmd)
 {
     require(o->model, cmd, "model");
@@ -167,11 +151,11 @@ int cmd_score(const Options *o)
     model_run_init(&run);
     run.inference = 1;
     model_forward(&m, &run, out, in.x, in.labels, in.s);
-    char tmp[4096];
-    hid_t f = out_begin(o->out, tmp, sizeof tmp);
+    AtomicH5 res;
+    hid_t f = atomic_h5_begin(&res, o->out);
     hsize_t d[4] = {(hsize_t)in.s.N, (hsize_t)in.s.C, (hsize_t)in.s.H, (hsize_t)in.s.W};
     h5_write(f, "/score", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 4, d, out);
-    out_commit(f, tmp, o->out);
+    atomic_h5_commit(&res);
     model_run_free(&run);
     free(out);
     free_input(&in);
@@ -189,8 +173,8 @@ int cmd_grad(const Options *o)
     DsmWork w = {0};
     double sum = dsm_step(&m, &run, &w, in.x, in.labels, in.noise, in.s, 1.0f / (float)in.s.N, NULL);
     double loss = sum / in.s.N;
-    char tmp[4096];
-    hid_t f = out_begin(o->out, tmp, sizeof tmp);
+    AtomicH5 res;
+    hid_t f = atomic_h5_begin(&res, o->out);
     h5_write_scalar_double(f, "/loss", loss);
     hid_t g = H5Gcreate2(f, "/grad", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     for (int i = 0; i < m.table.n; i++) {
@@ -200,7 +184,7 @@ int cmd_grad(const Options *o)
         h5_write(g, p->key, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, p->ndim, dims, m.grads + p->offset);
     }
     H5Gclose(g);
-    out_commit(f, tmp, o->out);
+    atomic_h5_commit(&res);
     printf("loss: %.9g\n", loss);
     dsm_work_free(&w);
     model_run_free(&run);

@@ -154,10 +154,8 @@ static float *read_images(const char *path, const char *name, const Sampler *S, 
 static void write_samples(const Options *o, const Model *m, const Sampler *S, const float *all,
                           const float *traj)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", o->out, (int)getpid());
-    ncsn_cleanup_on_error(tmp);
-    hid_t f = h5_create(tmp);
+    AtomicH5 res;
+    hid_t f = atomic_h5_begin(&res, o->out);
     hsize_t d[5] = {(hsize_t)S->n, (hsize_t)S->img.C, (hsize_t)S->img.H, (hsize_t)S->img.W};
     h5_write(f, "/samples", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 4, d, all);
     hid_t ds = H5Dopen2(f, "/samples", H5P_DEFAULT);
@@ -186,9 +184,7 @@ static void write_samples(const Options *o, const Model *m, const Sampler *S, co
         hsize_t t[5] = {(hsize_t)L, (hsize_t)S->n, d[1], d[2], d[3]};
         h5_write(f, "/trajectory", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 5, t, traj);
     }
-    H5_CHECK(H5Fclose(f));
-    file_commit(tmp, o->out);
-    ncsn_cleanup_done();
+    atomic_h5_commit(&res);
 }
 
 /* Strip picture: up to 8 samples (rows) from the state after each level to the end. */

@@ -295,17 +295,15 @@ static void write_final_model(Trainer *t, long step)
     if (t->dist.rank != 0) return;
     char path[4096];
     snprintf(path, sizeof path, "%s/model.h5", t->o->run_dir);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    hid_t f = h5_create(tmp);
+    AtomicH5 res;
+    hid_t f = atomic_h5_begin(&res, path);
     ckpt_write_weights(f, "/model", &t->model, t->model.params);
     hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
     int st = (int)step;
     h5_attr_write_int(g, "step", 1, &st);
     H5Gclose(g);
     if (t->opt.ema) ckpt_write_weights(f, "/ema", &t->model, t->opt.ema);
-    H5_CHECK(H5Fclose(f));
-    file_commit(tmp, path);
+    atomic_h5_commit(&res);
     printf("wrote %s%s\n", path, t->opt.ema ? " (with EMA weights in /ema)" : "");
 }
 

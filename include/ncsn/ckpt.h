@@ -57,6 +57,16 @@ int ckpt_try_load_train(const char *path, Model *model, OptimState *o, TrainMeta
 int ckpt_try_read_config(const char *path, NcsnConfig *cfg, float *sigmas, int *has_sigmas,
                          char *err, size_t cap);
 
+/* An HDF5 file written atomically: created as PATH.tmp.PID (removed if the
+ * program dies on an error first), visible under PATH only once
+ * atomic_h5_commit has closed, fsynced and renamed it. */
+typedef struct {
+    hid_t file;
+    char path[4096], tmp[4200];
+} AtomicH5;
+hid_t atomic_h5_begin(AtomicH5 *a, const char *path);
+void atomic_h5_commit(AtomicH5 *a);
+
 /* Atomic file replacement: fsync `tmp`, rename it to `final`, fsync the dir. */
 void file_commit(const char *tmp, const char *final);
 
