@@ -66,6 +66,24 @@ static void say(const Trainer *t, const char *fmt, ...)
     fflush(stdout);
 }
 
+/* Adam moments (zero) and, with --ema, the EMA buffer, laid out like the
+ * parameters of t->model. */
+static void optim_alloc(Trainer *t)
+{
+    size_t total = t->model.table.total;
+    t->opt.m = xcalloc(total, sizeof(float));
+    t->opt.v = xcalloc(total, sizeof(float));
+    t->opt.ema = t->o->ema_rate > 0 ? xcalloc(total, sizeof(float)) : NULL;
+}
+
+static void optim_free(Trainer *t)
+{
+    free(t->opt.m);
+    free(t->opt.v);
+    free(t->opt.ema);
+    memset(&t->opt, 0, sizeof t->opt);
+}
+
 /* The largest pairwise distance between training images, estimated on a
  * random subset: NCSNv2's choice of the largest noise level. */
 static double max_pairwise_distance(Trainer *t)
@@ -128,10 +146,7 @@ static int try_resume(Trainer *t, const NcsnConfig *cfg)
         if (is_auto) rundir_ckpt_path(path, sizeof path, t->o->run_dir, steps[i]);
         else snprintf(path, sizeof path, "%s", mode);
         model_init(&t->model, cfg);
-        size_t total = t->model.table.total;
-        t->opt.m = xcalloc(total, sizeof(float));
-        t->opt.v = xcalloc(total, sizeof(float));
-        t->opt.ema = t->o->ema_rate > 0 ? xcalloc(total, sizeof(float)) : NULL;
+        optim_alloc(t);
         int rc = ckpt_try_load_train(path, &t->model, &t->opt, &t->meta, err, sizeof err);
         if (rc == 0) {
             for (int k = 0; k < 4; k++)
@@ -154,10 +169,7 @@ static int try_resume(Trainer *t, const NcsnConfig *cfg)
             printf("resuming from %s at step %ld\n", path, t->meta.step);
             return 1;
         }
-        free(t->opt.m);
-        free(t->opt.v);
-        free(t->opt.ema);
-        memset(&t->opt, 0, sizeof t->opt);
+        optim_free(t);
         model_free(&t->model);
         if (rc == -2) ncsn_die_usage("--resume %s: refusing checkpoint %s", mode, err);
         if (!is_auto) ncsn_die_usage("--resume: refusing %s", err);
@@ -194,9 +206,7 @@ static RunPlan plan_run(Trainer *t)
     } else {
         model_init(&t->model, &cfg);
         size_t total = t->model.table.total;
-        t->opt.m = xcalloc(total, sizeof(float));
-        t->opt.v = xcalloc(total, sizeof(float));
-        t->opt.ema = o->ema_rate > 0 ? xcalloc(total, sizeof(float)) : NULL;
+        optim_alloc(t);
         float *sig = xmalloc((size_t)cfg.num_classes * sizeof(float));
         int has = opt_sigmas(o, cfg.num_classes, sig);
         if (have_file) {
@@ -235,10 +245,7 @@ static void share_plan(Trainer *t, RunPlan *plan)
     dist_bcast(plan, sizeof *plan, 0);
     if (t->dist.rank != 0) {
         model_init(&t->model, &plan->cfg);
-        size_t total = t->model.table.total;
-        t->opt.m = xcalloc(total, sizeof(float));
-        t->opt.v = xcalloc(total, sizeof(float));
-        t->opt.ema = t->o->ema_rate > 0 ? xcalloc(total, sizeof(float)) : NULL;
+        optim_alloc(t);
         float *sig = xcalloc((size_t)plan->cfg.num_classes, sizeof(float));
         model_set_sigmas(&t->model, sig);
         free(sig);
@@ -545,9 +552,7 @@ int cmd_train(const Options *o)
     if (t.dist.rank == 0 && plan.start_step > 0) rundir_trim_metrics(o->run_dir, plan.start_step);
     int status = train_loop(&t, plan.start_step);
     if (t.dist.rank == 0 && status == 0) printf("run dir: %s\n", o->run_dir);
-    free(t.opt.m);
-    free(t.opt.v);
-    free(t.opt.ema);
+    optim_free(&t);
     data_order_free(&t.order);
     free(t.options_text);
     model_free(&t.model);

@@ -108,16 +108,16 @@ void conv_backward(float *din, float *dw, float *db, const float *dout, const fl
                    const float *w, Shape s, int cout, int d, ConvAlgo algo, float *work)
 {
     int K = s.C * 9, P = s.H * s.W;
+    if (db) /* db[co] += sum over samples and pixels of dout */
+        for (int n = 0; n < s.N; n++)
+            for (int co = 0; co < cout; co++) {
+                const float *r = dout + ((size_t)n * cout + co) * P;
+                float acc = 0.0f;
+                for (int p = 0; p < P; p++) acc += r[p];
+                db[co] += acc;
+            }
     algo = resolve(algo, s.C, cout);
     if (algo != CONV_IM2COL) {
-        if (db)
-            for (int n = 0; n < s.N; n++)
-                for (int co = 0; co < cout; co++) {
-                    const float *r = dout + ((size_t)n * cout + co) * P;
-                    float acc = 0.0f;
-                    for (int p = 0; p < P; p++) acc += r[p];
-                    db[co] += acc;
-                }
         wino_backward(din, dw, dout, in, w, s, cout, d, algo, work);
         return;
     }
@@ -125,13 +125,6 @@ void conv_backward(float *din, float *dw, float *db, const float *dout, const fl
     float *dcol = work + (size_t)K * P;  /* [K, P] */
     for (int n = 0; n < s.N; n++) {
         const float *dy = dout + (size_t)n * cout * P; /* [cout, P] */
-        if (db)
-            for (int co = 0; co < cout; co++) {
-                const float *r = dy + (size_t)co * P;
-                float acc = 0.0f;
-                for (int p = 0; p < P; p++) acc += r[p];
-                db[co] += acc;
-            }
         if (dw) {
             im2col(col, in + (size_t)n * s.C * P, s.C, s.H, s.W, d);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, P, 1.0f, dy, P, col, P,

@@ -26,36 +26,18 @@
 #define LANES 16
 #define AMAX 6
 
+/* F(m x m, 3x3): output tile m, input tile alpha = m + 2. The transform
+ * matrices themselves are the FLAT tables below. */
 typedef struct {
     int m, alpha;
-    float BT[AMAX][AMAX], G[AMAX][3], AT[4][AMAX];
 } Wino;
 
-static const Wino F2 = {
-    2, 4,
-    {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}},
-    {{1, 0, 0}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0, 0, 1}},
-    {{1, 1, 1, 0}, {0, 1, -1, -1}}};
-
-static const Wino F4 = {
-    4, 6,
-    {{4, 0, -5, 0, 1, 0},
-     {0, -4, -4, 1, 1, 0},
-     {0, 4, -4, -1, 1, 0},
-     {0, -2, -1, 2, 1, 0},
-     {0, 2, -1, -2, 1, 0},
-     {0, 4, 0, -5, 0, 1}},
-    {{1.0f / 4, 0, 0},
-     {-1.0f / 6, -1.0f / 6, -1.0f / 6},
-     {-1.0f / 6, 1.0f / 6, -1.0f / 6},
-     {1.0f / 24, 1.0f / 12, 1.0f / 6},
-     {1.0f / 24, -1.0f / 12, 1.0f / 6},
-     {0, 0, 1}},
-    {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}}};
+static const Wino F2 = {2, 4};
+static const Wino F4 = {4, 6};
 
 static const Wino *pick(int algo) { return algo == CONV_WINOGRAD2 ? &F2 : &F4; }
 
-/* The same matrices flattened with row stride AMAX, as compile-time
+/* The transform matrices (Lavin & Gray 2016), flattened with row stride AMAX, as compile-time
  * constants: the transforms below are inlined per F(m) so the compiler
  * folds the coefficients and drops the zero terms. */
 #define FLAT(name, ...) static const float name[AMAX * AMAX] = {__VA_ARGS__}
