@@ -10,10 +10,8 @@
 #include <string.h>
 
 #include "ncsn/common.h"
+#include "ncsn/ops.h"
 
-/* OpenBLAS (pthread build) threads spin while they wait for work, so ranks
- * sharing a node must not start more threads than the node has cores. */
-void openblas_set_num_threads(int n);
 char *openblas_get_corename(void);
 
 /* OpenBLAS 0.3.21 falls back to SSE3 kernels on processors it does not know
@@ -30,21 +28,26 @@ static void check_blas_kernels(const Dist *d)
                 __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
 }
 
+/* Ranks sharing a node split its cores: each computes with cores/ranks
+ * threads unless OMP_NUM_THREADS or OPENBLAS_NUM_THREADS says otherwise
+ * (threads that wait spin, so more threads than cores costs time). */
 static void choose_threads(const Dist *d)
 {
-    if (getenv("OPENBLAS_NUM_THREADS") || getenv("OMP_NUM_THREADS")) return;
+    if (getenv("OMP_NUM_THREADS") || getenv("OPENBLAS_NUM_THREADS")) {
+        ops_set_threads(0);
+        return;
+    }
     MPI_Comm node;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
     int local = 1;
     MPI_Comm_size(node, &local);
     MPI_Comm_free(&node);
-    if (local <= 1) return;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = cores / local > 1 ? (int)(cores / local) : 1;
-    openblas_set_num_threads(threads);
-    if (d->rank == 0)
-        printf("%d ranks share this node's %ld cores: %d BLAS thread%s per rank "
-               "(set OPENBLAS_NUM_THREADS to choose)\n", local, cores, threads, threads > 1 ? "s" : "");
+    ops_set_threads(threads);
+    if (d->rank == 0 && local > 1)
+        printf("%d ranks share this node's %ld cores: %d thread%s per rank "
+               "(set OMP_NUM_THREADS to choose)\n", local, cores, threads, threads > 1 ? "s" : "");
 }
 
 void dist_init(Dist *d, int *argc, char ***argv)

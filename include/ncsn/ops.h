@@ -14,6 +14,18 @@ typedef struct {
 
 static inline size_t shape_count(Shape s) { return (size_t)s.N * s.C * s.H * s.W; }
 
+/* Threads of a rank. The convolutions split a batch by sample over
+ * ops_threads() OpenMP threads, each calling single-threaded BLAS, so a
+ * sample's result does not depend on the thread count or on the other
+ * samples of the batch. ops_set_threads(n) chooses n (n <= 0: from
+ * OMP_NUM_THREADS, else OPENBLAS_NUM_THREADS, else all cores) and returns
+ * it; without a call the first convolution chooses with n = 0. */
+int ops_set_threads(int n);
+int ops_threads(void);
+/* Threads for a loop over items of this cost: 1 when the items are too
+ * small to pay for waking threads, else at most one per item. */
+int ops_threads_for(int items, double flops_per_item);
+
 /* How 3x3 convolutions are computed. AUTO: Winograd F(4x4,3x3) where both
  * channel counts are at least 4, im2col + sgemm otherwise. The environment
  * variable NCSN_CONV=auto|im2col|wino2|wino4 overrides (conv_algo_from_env). */
@@ -23,7 +35,8 @@ ConvAlgo conv_algo_from_env(void);
 /* 3x3 convolution, stride 1, dilation d, padding d, with bias.
  * w: [cout, s.C, 3, 3], b: [cout]. out: [s.N, cout, s.H, s.W].
  * accumulate != 0 adds the result to out instead of overwriting it.
- * work: conv_work_floats(s, cout, d, algo) floats of scratch. */
+ * work: conv_work_floats(s, cout, d, algo) floats of scratch, which
+ * depends on ops_threads() (a slice per thread). */
 size_t conv_work_floats(Shape s, int cout, int d, ConvAlgo algo);
 void conv_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout,
                   int d, int accumulate, ConvAlgo algo, float *work);

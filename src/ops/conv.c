@@ -1,5 +1,5 @@
 /* conv.c: 3x3 convolution (stride 1, dilation d, padding d) by im2col and
- * OpenBLAS sgemm, one sample at a time.
+ * OpenBLAS sgemm, one sample at a time, the samples split over the threads.
  *
  * For a sample, col[k, p] with k = ci*9 + kh*3 + kw and p = h*W + w holds
  * in[ci, h + (kh-1)d, w + (kw-1)d] (0 outside the image). Then
@@ -7,6 +7,7 @@
  *   dw[co, k] += sum_p dout[co, p] col[k, p]
  *   dcol[k, p] = sum_co w[co, k] dout[co, p]  ->  din by col2im (scatter-add). */
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,9 +29,16 @@ static ConvAlgo resolve(ConvAlgo algo, int cin, int cout)
     return cin >= 4 && cout >= 4 ? CONV_WINOGRAD4 : CONV_IM2COL;
 }
 
+/* Per thread: col and dcol [K, P], and a share of dw [cout, K]. */
+static size_t im2col_slice(Shape s, int cout)
+{
+    size_t K = (size_t)s.C * 9;
+    return (2 * K * s.H * s.W + (size_t)cout * K + 15) & ~(size_t)15;
+}
+
 size_t conv_work_floats(Shape s, int cout, int d, ConvAlgo algo)
 {
-    size_t im2col = 2 * (size_t)s.C * 9 * s.H * s.W;
+    size_t im2col = (size_t)ops_threads() * im2col_slice(s, cout);
     algo = resolve(algo, s.C, cout);
     if (algo == CONV_IM2COL) return im2col;
     size_t w = wino_work_floats(s, cout, d, algo);
@@ -89,8 +97,10 @@ void conv_forward(float *out, const float *in, const float *w, const float *b, S
         return;
     }
     int K = s.C * 9, P = s.H * s.W;
-    float *col = work; /* [K, P] */
+    int nt = ops_threads_for(s.N, 2.0 * K * P * cout);
+#pragma omp parallel for num_threads(nt) schedule(static)
     for (int n = 0; n < s.N; n++) {
+        float *col = work + (size_t)omp_get_thread_num() * im2col_slice(s, cout); /* [K, P] */
         const float *x = in + (size_t)n * s.C * P;
         float *y = out + (size_t)n * cout * P; /* [cout, P] */
         im2col(col, x, s.C, s.H, s.W, d);
@@ -121,19 +131,29 @@ void conv_backward(float *din, float *dw, float *db, const float *dout, const fl
         wino_backward(din, dw, dout, in, w, s, cout, d, algo, work);
         return;
     }
-    float *col = work;                   /* [K, P] */
-    float *dcol = work + (size_t)K * P;  /* [K, P] */
-    for (int n = 0; n < s.N; n++) {
-        const float *dy = dout + (size_t)n * cout * P; /* [cout, P] */
-        if (dw) {
-            im2col(col, in + (size_t)n * s.C * P, s.C, s.H, s.W, d);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, P, 1.0f, dy, P, col, P,
-                        1.0f, dw, K);
-        }
-        if (din) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, cout, 1.0f, w, K, dy, P,
-                        0.0f, dcol, P);
-            col2im_add(din + (size_t)n * s.C * P, dcol, s.C, s.H, s.W, d);
+    size_t slice = im2col_slice(s, cout), wcount = (size_t)cout * K;
+    int nt = ops_threads_for(s.N, 4.0 * K * P * cout);
+#pragma omp parallel num_threads(nt)
+    {
+        float *col = work + (size_t)omp_get_thread_num() * slice; /* [K, P] */
+        float *dcol = col + (size_t)K * P;                        /* [K, P] */
+        float *dw_t = dcol + (size_t)K * P;                       /* this thread's share of dw */
+        if (dw) memset(dw_t, 0, wcount * sizeof(float));
+#pragma omp for schedule(static)
+        for (int n = 0; n < s.N; n++) {
+            const float *dy = dout + (size_t)n * cout * P; /* [cout, P] */
+            if (dw) {
+                im2col(col, in + (size_t)n * s.C * P, s.C, s.H, s.W, d);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, cout, K, P, 1.0f, dy, P, col, P, 1.0f,
+                            dw_t, K);
+            }
+            if (din) {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, P, cout, 1.0f, w, K, dy, P, 0.0f, dcol,
+                            P);
+                col2im_add(din + (size_t)n * s.C * P, dcol, s.C, s.H, s.W, d);
+            }
         }
     }
+    if (dw) /* the threads' shares, in thread order */
+        for (int t = 0; t < nt; t++) vec_add(dw, work + (size_t)t * slice + 2 * (size_t)K * P, wcount);
 }

@@ -17,6 +17,7 @@
  * of the images, so the transforms need no bounds checks; they run on
  * blocks of LANES tiles (or weights) so the compiler vectorises across them. */
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,17 +139,6 @@ static void undecimate(float *y, const float *planes, Shape s, const Grid *g, in
                         for (int j = 0; pw + d * j < s.W; j++) dst[d * j] = row[(size_t)j * CB];
                 }
         }
-}
-
-size_t wino_work_floats(Shape s, int cout, int d, int algo)
-{
-    const Wino *w = pick(algo);
-    Grid g = make_grid(s, d, w);
-    size_t T = (size_t)g.T, a2 = (size_t)w->alpha * w->alpha;
-    size_t Cp = (size_t)round_up(s.C), Op = (size_t)round_up(cout), cmax = Cp > Op ? Cp : Op;
-    /* U, dU; V; M; dV; padded planes of the wider side; tile offsets */
-    return 2 * a2 * Op * Cp + 2 * a2 * Cp * T + a2 * Op * T + cmax / CB * g.per_b +
-           T * (sizeof(size_t) / sizeof(float) + 1) + 64;
 }
 
 /* Lanes as one GCC vector value, so the transforms stay vector operations
@@ -320,33 +310,71 @@ static void input_transform_adjoint(float *planes, const float *dV, int Cp, cons
     else transform_scatter(planes, dV, Cp, g, off, 4, 4, 0, F2_B, 1);
 }
 
+/* The work buffer: the transformed weights and their gradient, shared,
+ * then one slice per thread for the sample it is working on. A sample's
+ * whole pipeline (decimate, transform, products, inverse transform) stays
+ * in its thread's slice, small enough to stay in cache. */
+typedef struct {
+    float *V, *M, *dV, *dU, *planes; /* dU: this thread's share of the weight gradient */
+} Slice;
+
 typedef struct {
     const Wino *w;
-    Grid g;
+    Grid g; /* of one sample: g.T tiles */
     int a2, Cp, Op;
-    float *U, *dU, *V, *M, *dV, *planes;
-    size_t *off;
+    float *U, *dU;
+    size_t *off; /* [g.T] tile offsets, the same for every sample */
+    float *slices;
+    size_t slice_floats;
 } Plan;
 
+static size_t shared_floats(const Plan *p)
+{
+    size_t n = 2 * (size_t)p->a2 * p->Op * p->Cp + (size_t)p->g.T * (sizeof(size_t) / sizeof(float));
+    return (n + 15) & ~(size_t)15;
+}
+
+/* The sizes of a conv; with work, also the pointers into it. */
 static Plan plan(Shape s, int cout, int d, int algo, float *work)
 {
     Plan p;
     memset(&p, 0, sizeof p);
+    Shape one = s;
+    one.N = 1;
     p.w = pick(algo);
-    p.g = make_grid(s, d, p.w);
+    p.g = make_grid(one, d, p.w);
     p.a2 = p.w->alpha * p.w->alpha;
     p.Cp = round_up(s.C);
     p.Op = round_up(cout);
     size_t a2 = (size_t)p.a2, T = (size_t)p.g.T, Cp = (size_t)p.Cp, Op = (size_t)p.Op;
+    size_t cmax = Cp > Op ? Cp : Op;
+    /* V, M, dV, dU, planes; rounded to 64 bytes */
+    p.slice_floats = (2 * a2 * Cp * T + a2 * Op * T + a2 * Op * Cp + cmax / CB * p.g.per_b + 15) & ~(size_t)15;
+    if (!work) return p;
     p.U = work;
     p.dU = p.U + a2 * Op * Cp;
-    p.V = p.dU + a2 * Op * Cp;
-    p.M = p.V + a2 * Cp * T;
-    p.dV = p.M + a2 * Op * T;
-    p.planes = p.dV + a2 * Cp * T;
-    p.off = (size_t *)(p.planes + (Cp > Op ? Cp : Op) / CB * p.g.per_b);
+    p.off = (size_t *)(p.dU + a2 * Op * Cp);
+    p.slices = work + shared_floats(&p);
     for (int t = 0; t < p.g.T; t++) p.off[t] = tile_offset(&p.g, t);
     return p;
+}
+
+static Slice slice(const Plan *p, int thread)
+{
+    size_t a2 = (size_t)p->a2, T = (size_t)p->g.T, Cp = (size_t)p->Cp, Op = (size_t)p->Op;
+    Slice sl;
+    sl.V = p->slices + (size_t)thread * p->slice_floats;
+    sl.M = sl.V + a2 * Cp * T;
+    sl.dV = sl.M + a2 * Op * T;
+    sl.dU = sl.dV + a2 * Cp * T;
+    sl.planes = sl.dU + a2 * Op * Cp;
+    return sl;
+}
+
+size_t wino_work_floats(Shape s, int cout, int d, int algo)
+{
+    Plan p = plan(s, cout, d, algo, NULL);
+    return shared_floats(&p) + (size_t)ops_threads() * p.slice_floats;
 }
 
 void wino_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout, int d,
@@ -354,29 +382,28 @@ void wino_forward(float *out, const float *in, const float *w, const float *b, S
 {
     Plan p = plan(s, cout, d, algo, work);
     int T = p.g.T, Cp = p.Cp, Op = p.Op;
-    weight_transform(p.U, w, cout, s.C, p.w);
-    decimate(p.planes, in, s, &p.g);
-    input_transform(p.V, p.planes, Cp, &p.g, p.off);
-    /* M[xi] [T][Op] = V[xi] [T][Cp] U[xi]^T, one sample's tiles per call:
-     * BLAS kernels round the last rows of a block differently, so a
-     * product over the whole batch would make a sample's result depend on
-     * its position in the batch (and sampling on the rank count). */
-    int Ts = T / s.N;
-    for (int xi = 0; xi < p.a2; xi++)
-        for (int n = 0; n < s.N; n++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Ts, Op, Cp, 1.0f,
-                        p.V + ((size_t)xi * T + (size_t)n * Ts) * Cp, Cp, p.U + (size_t)xi * Op * Cp, Cp, 0.0f,
-                        p.M + ((size_t)xi * T + (size_t)n * Ts) * Op, Op);
-    Shape so = s;
-    so.C = cout;
-    output_transform(p.planes, p.M, Op, &p.g, p.off);
-    undecimate(out, p.planes, so, &p.g, accumulate);
     size_t P = (size_t)s.H * s.W;
-    for (int n = 0; n < s.N; n++)
+    Shape si = s, so = s;
+    si.N = so.N = 1;
+    so.C = cout;
+    weight_transform(p.U, w, cout, s.C, p.w);
+    int nt = ops_threads_for(s.N, 2.0 * p.a2 * T * Cp * Op);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int n = 0; n < s.N; n++) {
+        Slice sl = slice(&p, omp_get_thread_num());
+        decimate(sl.planes, in + (size_t)n * s.C * P, si, &p.g);
+        input_transform(sl.V, sl.planes, Cp, &p.g, p.off);
+        for (int xi = 0; xi < p.a2; xi++) /* M[xi] [T][Op] = V[xi] [T][Cp] U[xi]^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, Op, Cp, 1.0f, sl.V + (size_t)xi * T * Cp, Cp,
+                        p.U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.M + (size_t)xi * T * Op, Op);
+        output_transform(sl.planes, sl.M, Op, &p.g, p.off);
+        float *y = out + (size_t)n * cout * P;
+        undecimate(y, sl.planes, so, &p.g, accumulate);
         for (int co = 0; co < cout; co++) {
-            float *y = out + ((size_t)n * cout + co) * P, bias = b[co];
-            for (size_t i = 0; i < P; i++) y[i] += bias;
+            float bias = b[co], *yc = y + (size_t)co * P;
+            for (size_t i = 0; i < P; i++) yc[i] += bias;
         }
+    }
 }
 
 void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w, Shape s, int cout,
@@ -384,28 +411,41 @@ void wino_backward(float *din, float *dw, const float *dout, const float *in, co
 {
     Plan p = plan(s, cout, d, algo, work);
     int T = p.g.T, Cp = p.Cp, Op = p.Op;
-    Shape so = s;
+    size_t P = (size_t)s.H * s.W, ucount = (size_t)p.a2 * Op * Cp;
+    Shape si = s, so = s;
+    si.N = so.N = 1;
     so.C = cout;
-    decimate(p.planes, dout, so, &p.g);
-    output_transform_adjoint(p.M, p.planes, Op, &p.g, p.off); /* M holds dM [xi][T][Op] */
-    if (dw) {
-        decimate(p.planes, in, s, &p.g);
-        input_transform(p.V, p.planes, Cp, &p.g, p.off);
-        for (int xi = 0; xi < p.a2; xi++) /* dU[xi] [Op][Cp] = dM^T V */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Op, Cp, T, 1.0f, p.M + (size_t)xi * T * Op, Op,
-                        p.V + (size_t)xi * T * Cp, Cp, 0.0f, p.dU + (size_t)xi * Op * Cp, Cp);
-        weight_transform_adjoint(dw, p.dU, cout, s.C, p.w);
+    if (din) weight_transform(p.U, w, cout, s.C, p.w);
+    int nt = ops_threads_for(s.N, 4.0 * p.a2 * T * Cp * Op);
+#pragma omp parallel num_threads(nt)
+    {
+        int th = omp_get_thread_num();
+        Slice sl = slice(&p, th);
+        if (dw) memset(sl.dU, 0, ucount * sizeof(float));
+#pragma omp for schedule(static)
+        for (int n = 0; n < s.N; n++) {
+            decimate(sl.planes, dout + (size_t)n * cout * P, so, &p.g);
+            output_transform_adjoint(sl.M, sl.planes, Op, &p.g, p.off); /* M holds dM [xi][T][Op] */
+            if (dw) {
+                decimate(sl.planes, in + (size_t)n * s.C * P, si, &p.g);
+                input_transform(sl.V, sl.planes, Cp, &p.g, p.off);
+                for (int xi = 0; xi < p.a2; xi++) /* dU[xi] [Op][Cp] += dM^T V */
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Op, Cp, T, 1.0f, sl.M + (size_t)xi * T * Op,
+                                Op, sl.V + (size_t)xi * T * Cp, Cp, 1.0f, sl.dU + (size_t)xi * Op * Cp, Cp);
+            }
+            if (din) {
+                for (int xi = 0; xi < p.a2; xi++) /* dV[xi] [T][Cp] = dM U */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Cp, Op, 1.0f, sl.M + (size_t)xi * T * Op,
+                                Op, p.U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.dV + (size_t)xi * T * Cp, Cp);
+                memset(sl.planes, 0, (size_t)Cp / CB * p.g.per_b * sizeof(float));
+                input_transform_adjoint(sl.planes, sl.dV, Cp, &p.g, p.off);
+                undecimate(din + (size_t)n * s.C * P, sl.planes, si, &p.g, 1);
+            }
+        }
     }
-    if (din) {
-        weight_transform(p.U, w, cout, s.C, p.w);
-        int Ts = T / s.N; /* per sample, as in the forward pass */
-        for (int xi = 0; xi < p.a2; xi++) /* dV[xi] [T][Cp] = dM U */
-            for (int n = 0; n < s.N; n++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Ts, Cp, Op, 1.0f,
-                            p.M + ((size_t)xi * T + (size_t)n * Ts) * Op, Op, p.U + (size_t)xi * Op * Cp, Cp, 0.0f,
-                            p.dV + ((size_t)xi * T + (size_t)n * Ts) * Cp, Cp);
-        memset(p.planes, 0, (size_t)Cp / CB * p.g.per_b * sizeof(float));
-        input_transform_adjoint(p.planes, p.dV, Cp, &p.g, p.off);
-        undecimate(din, p.planes, s, &p.g, 1);
-    }
+    if (!dw) return;
+    /* the threads' shares, summed in thread order */
+    memcpy(p.dU, slice(&p, 0).dU, ucount * sizeof(float));
+    for (int th = 1; th < nt; th++) vec_add(p.dU, slice(&p, th).dU, ucount);
+    weight_transform_adjoint(dw, p.dU, cout, s.C, p.w);
 }
