@@ -104,7 +104,7 @@ static void test_conv(int d, ConvAlgo algo)
     g_algo = algo;
     snprintf(name, sizeof name, "conv3x3 d=%d %s", d, ALGO_NAME[algo]);
     c.name = name;
-    c.s = (Shape){2, 5, 9, 7}; /* partial Winograd tiles, uneven phases */
+    c.s = (Shape){2, 5, 9, 19}; /* partial Winograd tiles, uneven phases, rows of 16 + 3 */
     c.cout = 6;
     c.d = d;
     c.n_in = 3;

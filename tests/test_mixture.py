@@ -45,6 +45,12 @@ NCSN, WD = sys.argv[1], sys.argv[2]
 os.makedirs(WD, exist_ok=True)
 LAUNCH = os.environ.get("MPI_LAUNCH", "mpiexec --oversubscribe -n").split()
 STEPS = int(os.environ.get("NCSN_MIXTURE_STEPS", "1500"))
+LR = os.environ.get("NCSN_MIXTURE_LR", "1e-3")
+LEVELS = os.environ.get("NCSN_MIXTURE_LEVELS", "10")
+RANKS = os.environ.get("NCSN_MIXTURE_RANKS", "2")
+MODEL = os.environ.get("NCSN_MIXTURE_MODEL")  # an existing model: skip training
+TRAIN_ARGS = os.environ.get("NCSN_MIXTURE_TRAIN_ARGS", "").split()
+SAMPLE_ARGS = os.environ.get("NCSN_MIXTURE_SAMPLE_ARGS", "").split()
 CHI2_CRIT = 9.21  # chi-square, 2 degrees of freedom, 1 %
 SCORE_TOL = 0.6   # every level; the zero score has 1.0
 
@@ -85,10 +91,12 @@ def main():
         d = f.create_dataset("images", data=P[lab])
         d.attrs["layout"] = "NCHW"
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    run(LAUNCH + ["2", NCSN, "train", "--data", data, "--run-dir", f"{WD}/run", "--in-channels", "1",
-                  "--nf", "8", "--num-classes", "10", "--batch", "32", "--steps", str(STEPS), "--ckpt-every", "0",
-                  "--ema", "0.999", "--resume", "none", "--log-every", "500"], env=env)
-    model = f"{WD}/run/model.h5"
+    model = MODEL or f"{WD}/run/model.h5"
+    if not MODEL:
+        run(LAUNCH + [RANKS, NCSN, "train", "--data", data, "--run-dir", f"{WD}/run", "--in-channels", "1",
+                      "--nf", "8", "--num-classes", LEVELS, "--batch", "32", "--steps", str(STEPS), "--lr", LR,
+                      "--ckpt-every", "0", "--ema", "0.999", "--resume", "none", "--log-every", "500"] + TRAIN_ARGS,
+            env=env)
     with h5py.File(model, "r") as f:
         sig = f["model/sigmas"][()].astype(np.float64)
 
@@ -120,8 +128,8 @@ def main():
               f"one fitted Gaussian: {gerr:.3f}) {'ok' if good else 'FAIL'}")
 
     # (b) samples near the prototypes, in the right proportions
-    run(LAUNCH + ["2", NCSN, "sample", "--model", model, "--ema", "--out", f"{WD}/samples.h5", "--n", "150",
-                  "--image-size", "8", "--seed", "3", "--denoise"], env=env)
+    run(LAUNCH + [RANKS, NCSN, "sample", "--model", model, "--ema", "--out", f"{WD}/samples.h5", "--n", "150",
+                  "--image-size", "8", "--seed", "3", "--denoise"] + SAMPLE_ARGS, env=env)
     with h5py.File(f"{WD}/samples.h5", "r") as f:
         S = f["samples"][()]
     dist = np.sqrt(((S[:, None] - P[None]) ** 2).reshape(len(S), K, -1).sum(-1))

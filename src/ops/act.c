@@ -14,7 +14,7 @@
 
 #include "ncsn/ops.h"
 
-static inline float exp_neg(float x) /* x in [-88, 0] */
+static inline __attribute__((always_inline)) float exp_neg(float x) /* x in [-88, 0] */
 {
     /* round to nearest by adding and subtracting 1.5 * 2^23 (no libm call,
      * so the loop vectorises; exact for |k| < 2^22) */
@@ -34,7 +34,7 @@ static inline float exp_neg(float x) /* x in [-88, 0] */
     return p * scale;
 }
 
-float ncsn_expm1_neg(float x)
+static inline __attribute__((always_inline)) float expm1_neg(float x)
 {
     if (x < -0.25f) return x < -87.0f ? -1.0f : exp_neg(x) - 1.0f;
     float p = 1.0f / 40320;
@@ -48,17 +48,24 @@ float ncsn_expm1_neg(float x)
     return p * x;
 }
 
+float ncsn_expm1_neg(float x) { return expm1_neg(x); }
+
+/* Element-wise loops run on the threads when long enough (an element,
+ * memory-bound, is counted as 32 flops of a product). */
+#define PAR_FOR _Pragma("omp parallel for simd num_threads(ops_threads_for(2, 32.0 * n)) schedule(static)")
+
 void elu_forward(float *out, const float *in, size_t n)
 {
-#pragma omp simd
+    PAR_FOR
     for (size_t i = 0; i < n; i++) {
         float x = in[i];
-        out[i] = x > 0.0f ? x : ncsn_expm1_neg(x);
+        out[i] = x > 0.0f ? x : expm1_neg(x);
     }
 }
 
 void elu_backward(float *din, const float *dout, const float *out, size_t n)
 {
+    PAR_FOR
     for (size_t i = 0; i < n; i++) {
         float y = out[i];
         din[i] += dout[i] * (y > 0.0f ? 1.0f : y + 1.0f);
@@ -67,5 +74,6 @@ void elu_backward(float *din, const float *dout, const float *out, size_t n)
 
 void vec_add(float *y, const float *x, size_t n)
 {
+    PAR_FOR
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }

@@ -32,14 +32,17 @@
         (result) = total_;                                                                         \
     } while (0)
 
+static int norm_threads(Shape s) { return ops_threads_for(s.N * s.C, 8.0 * s.H * s.W); }
+
 void norm_forward(float *out, float *mean, float *rstd, const float *in, const float *embed,
                   const int *labels, Shape s)
 {
     size_t M = (size_t)s.H * s.W;
+#pragma omp parallel for collapse(2) num_threads(norm_threads(s)) schedule(static)
     for (int n = 0; n < s.N; n++) {
-        const float *gamma = embed + (size_t)labels[n] * 2 * s.C;
-        const float *beta = gamma + s.C;
         for (int c = 0; c < s.C; c++) {
+            const float *gamma = embed + (size_t)labels[n] * 2 * s.C;
+            const float *beta = gamma + s.C;
             size_t nc = (size_t)n * s.C + c;
             const float *x = in + nc * M; /* [H*W] */
             float *y = out + nc * M;      /* [H*W] */
@@ -63,9 +66,13 @@ void norm_backward(float *din, float *dembed, const float *dout, const float *me
                    Shape s)
 {
     size_t M = (size_t)s.H * s.W;
-    for (int n = 0; n < s.N; n++) {
-        const float *gamma = embed + (size_t)labels[n] * 2 * s.C;
-        for (int c = 0; c < s.C; c++) {
+    /* channels over the threads, samples in order within: the embedding
+     * gradient of a channel is summed in the same order whatever the
+     * thread count */
+#pragma omp parallel for num_threads(norm_threads(s)) schedule(static)
+    for (int c = 0; c < s.C; c++) {
+        for (int n = 0; n < s.N; n++) {
+            const float *gamma = embed + (size_t)labels[n] * 2 * s.C;
             size_t nc = (size_t)n * s.C + c;
             const float *x = in + nc * M;    /* [H*W] */
             const float *dy = dout + nc * M; /* [H*W] */

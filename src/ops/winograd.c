@@ -70,7 +70,9 @@ FLAT(F4_GT, 1.0f / 4, -1.0f / 6, -1.0f / 6, 1.0f / 24, 1.0f / 24, 0, 0, -1.0f / 
  * tile t = ((n*d + ph)*d + pw)*th*tw + ti*tw + tj reads the window at row
  * ti*m, column tj*m of its plane. The lanes of a transform are the CB
  * channels of one tile, which are contiguous here, and the transformed
- * tensors are [xi][t][channel] so those lanes stay contiguous there too. */
+ * tensors are [t][xi][channel] so those lanes stay contiguous there too,
+ * and one tile's alpha^2 transformed vectors are written close together;
+ * the products read the [t][channel] matrix of one xi with a row stride. */
 #define CB LANES
 
 static int round_up(int c) { return (c + CB - 1) / CB * CB; }
@@ -103,44 +105,6 @@ static size_t tile_offset(const Grid *g, int t)
     return (size_t)(t / per) * g->plane + ((size_t)(r / g->tw) * g->m * g->PW + (size_t)(r % g->tw) * g->m) * CB;
 }
 
-/* planes <- x [N][C][H][W] */
-static void decimate(float *planes, const float *x, Shape s, const Grid *g)
-{
-    int d = g->d, nb = round_up(s.C) / CB;
-    memset(planes, 0, g->per_b * nb * sizeof(float));
-    for (int n = 0; n < s.N; n++)
-        for (int c = 0; c < s.C; c++) {
-            const float *xp = x + ((size_t)n * s.C + c) * s.H * s.W;
-            float *base = planes + (size_t)(c / CB) * g->per_b + (size_t)n * d * d * g->plane + c % CB;
-            for (int h = 0; h < s.H; h++)
-                for (int pw = 0; pw < d && pw < s.W; pw++) {
-                    float *row = base + (size_t)((h % d) * d + pw) * g->plane + ((size_t)(h / d + 1) * g->PW + 1) * CB;
-                    const float *src = xp + (size_t)h * s.W + pw;
-                    for (int j = 0; pw + d * j < s.W; j++) row[(size_t)j * CB] = src[d * j];
-                }
-        }
-}
-
-/* y [N][C][H][W] (+)= the image part of planes */
-static void undecimate(float *y, const float *planes, Shape s, const Grid *g, int accumulate)
-{
-    int d = g->d;
-    for (int n = 0; n < s.N; n++)
-        for (int c = 0; c < s.C; c++) {
-            float *yp = y + ((size_t)n * s.C + c) * s.H * s.W;
-            const float *base = planes + (size_t)(c / CB) * g->per_b + (size_t)n * d * d * g->plane + c % CB;
-            for (int h = 0; h < s.H; h++)
-                for (int pw = 0; pw < d && pw < s.W; pw++) {
-                    const float *row = base + (size_t)((h % d) * d + pw) * g->plane + ((size_t)(h / d + 1) * g->PW + 1) * CB;
-                    float *dst = yp + (size_t)h * s.W + pw;
-                    if (accumulate)
-                        for (int j = 0; pw + d * j < s.W; j++) dst[d * j] += row[(size_t)j * CB];
-                    else
-                        for (int j = 0; pw + d * j < s.W; j++) dst[d * j] = row[(size_t)j * CB];
-                }
-        }
-}
-
 /* Lanes as one GCC vector value, so the transforms stay vector operations
  * (LANES channels at once) whatever the unrolling does. */
 typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
@@ -153,6 +117,91 @@ INLINE vec vload(const float *p)
 }
 
 INLINE void vstore(float *p, vec v) { memcpy(p, &v, sizeof v); }
+
+/* Transposes the LANES x LANES matrix whose rows are r[0..LANES-1]: for
+ * b = 8, 4, 2, 1 the two off-diagonal b x b blocks of every 2b x 2b block
+ * swap places, each swap a two-vector shuffle with a constant mask
+ * (element j of the pair's first row, and of its second). */
+typedef int ivec __attribute__((vector_size(LANES * sizeof(int))));
+INLINE void transpose_lanes(vec r[LANES])
+{
+    static const ivec mask[4][2] = {
+        {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}, {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+        {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}, {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}},
+        {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}, {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+        {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}, {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}},
+    };
+    for (int s = 0, b = LANES / 2; s < 4; s++, b /= 2)
+        for (int i = 0; i < LANES; i++)
+            if (!(i & b)) {
+                vec lo = __builtin_shuffle(r[i], r[i + b], mask[s][0]);
+                vec hi = __builtin_shuffle(r[i], r[i + b], mask[s][1]);
+                r[i] = lo;
+                r[i + b] = hi;
+            }
+}
+
+/* The planes of one sample: channel block b, image row h starts at
+ * row_of(b, h); image column w then sits at + col_of(w). */
+static float *row_of(float *planes, const Grid *g, int b, int h)
+{
+    return planes + (size_t)b * g->per_b + (size_t)(h % g->d) * g->d * g->plane +
+           ((size_t)(h / g->d + 1) * g->PW + 1) * CB;
+}
+
+static size_t col_of(const Grid *g, int w) { return (size_t)(w % g->d) * g->plane + (size_t)(w / g->d) * CB; }
+
+/* planes <- x [C][H][W] (one sample). LANES pixels of LANES channels are
+ * loaded as rows, transposed, and stored pixel by pixel. */
+static void decimate(float *planes, const float *x, Shape s, const Grid *g)
+{
+    int nb = round_up(s.C) / CB;
+    size_t HW = (size_t)s.H * s.W;
+    memset(planes, 0, g->per_b * nb * sizeof(float));
+    for (int b = 0; b < nb; b++) {
+        int nl = s.C - b * CB < CB ? s.C - b * CB : CB;
+        const float *xb = x + (size_t)b * CB * HW;
+        for (int h = 0; h < s.H; h++) {
+            float *row = row_of(planes, g, b, h);
+            const float *src = xb + (size_t)h * s.W;
+            int w = 0;
+            for (; w + LANES <= s.W; w += LANES) {
+                vec r[LANES];
+                for (int l = 0; l < LANES; l++) r[l] = l < nl ? vload(src + l * HW + w) : (vec){0};
+                transpose_lanes(r);
+                for (int k = 0; k < LANES; k++) vstore(row + col_of(g, w + k), r[k]);
+            }
+            for (; w < s.W; w++)
+                for (int l = 0; l < nl; l++) row[col_of(g, w) + l] = src[l * HW + w];
+        }
+    }
+}
+
+/* y [C][H][W] (+)= the image part of planes (one sample) */
+static void undecimate(float *y, float *planes, Shape s, const Grid *g, int accumulate)
+{
+    int nb = round_up(s.C) / CB;
+    size_t HW = (size_t)s.H * s.W;
+    for (int b = 0; b < nb; b++) {
+        int nl = s.C - b * CB < CB ? s.C - b * CB : CB;
+        float *yb = y + (size_t)b * CB * HW;
+        for (int h = 0; h < s.H; h++) {
+            const float *row = row_of(planes, g, b, h);
+            float *dst = yb + (size_t)h * s.W;
+            int w = 0;
+            for (; w + LANES <= s.W; w += LANES) {
+                vec r[LANES];
+                for (int k = 0; k < LANES; k++) r[k] = vload(row + col_of(g, w + k));
+                transpose_lanes(r);
+                for (int l = 0; l < nl; l++)
+                    vstore(dst + l * HW + w, accumulate ? vload(dst + l * HW + w) + r[l] : r[l]);
+            }
+            for (; w < s.W; w++)
+                for (int l = 0; l < nl; l++)
+                    dst[l * HW + w] = (accumulate ? dst[l * HW + w] : 0.0f) + row[col_of(g, w) + l];
+        }
+    }
+}
 
 /* out[i][j] = sum_k,q L[i][k] in[k][q] R[j][q]: the 2-D transform L X R^T
  * of LANES channels at once; with constant L and R the zero terms fold away. */
@@ -234,14 +283,13 @@ static void weight_transform_adjoint(float *dg, const float *dU, int cout, int c
     else weight_transform_adjoint_f(dg, dU, cout, cin, 4, F2_GT);
 }
 
-/* X[xi][t][c] = L win_t R^T for the windows (rows x rows) of every tile and
+/* X[t][xi][c] = L win_t R^T for the windows (rows x rows) of every tile and
  * channel: the input transform (L = R = B^T, alpha x alpha windows) and the
  * adjoint output transform (L = R = A, m x m windows at +1, +1). */
 INLINE void gather_transform(float *X, const float *planes, int Cp, const Grid *g, const size_t *off, int a,
                              int rows, int shift, const float *L)
 {
     int T = g->T;
-    size_t plane = (size_t)T * Cp;
     if (rows > AMAX || a > AMAX) return; /* cannot happen; tells the compiler the bounds */
     for (int b = 0; b < Cp / CB; b++) {
         const float *pb = planes + (size_t)b * g->per_b + ((size_t)shift * g->PW + shift) * CB;
@@ -251,9 +299,9 @@ INLINE void gather_transform(float *X, const float *planes, int Cp, const Grid *
             for (int k = 0; k < rows; k++)
                 for (int q = 0; q < rows; q++) in[k][q] = vload(win + ((size_t)k * g->PW + q) * CB);
             transform2d(out, in, L, a, rows, L, a, rows);
-            float *dst = X + (size_t)t * Cp + (size_t)b * CB;
+            float *dst = X + (size_t)t * a * a * Cp + (size_t)b * CB;
             for (int i = 0; i < a; i++)
-                for (int j = 0; j < a; j++) vstore(dst + (size_t)(i * a + j) * plane, out[i][j]);
+                for (int j = 0; j < a; j++) vstore(dst + (size_t)(i * a + j) * Cp, out[i][j]);
         }
     }
 }
@@ -265,15 +313,14 @@ INLINE void transform_scatter(float *planes, const float *X, int Cp, const Grid 
                               int rows, int shift, const float *L, int add)
 {
     int T = g->T;
-    size_t plane = (size_t)T * Cp;
     if (rows > AMAX || a > AMAX) return; /* cannot happen; tells the compiler the bounds */
     for (int b = 0; b < Cp / CB; b++) {
         float *pb = planes + (size_t)b * g->per_b + ((size_t)shift * g->PW + shift) * CB;
         for (int t = 0; t < T; t++) {
             vec in[AMAX][AMAX], out[AMAX][AMAX];
-            const float *src = X + (size_t)t * Cp + (size_t)b * CB;
+            const float *src = X + (size_t)t * a * a * Cp + (size_t)b * CB;
             for (int i = 0; i < a; i++)
-                for (int j = 0; j < a; j++) in[i][j] = vload(src + (size_t)(i * a + j) * plane);
+                for (int j = 0; j < a; j++) in[i][j] = vload(src + (size_t)(i * a + j) * Cp);
             transform2d(out, in, L, rows, a, L, rows, a);
             float *win = pb + off[t];
             for (int k = 0; k < rows; k++)
@@ -381,7 +428,7 @@ void wino_forward(float *out, const float *in, const float *w, const float *b, S
                   int accumulate, int algo, float *work)
 {
     Plan p = plan(s, cout, d, algo, work);
-    int T = p.g.T, Cp = p.Cp, Op = p.Op;
+    int T = p.g.T, Cp = p.Cp, Op = p.Op, a2 = p.a2;
     size_t P = (size_t)s.H * s.W;
     Shape si = s, so = s;
     si.N = so.N = 1;
@@ -393,9 +440,9 @@ void wino_forward(float *out, const float *in, const float *w, const float *b, S
         Slice sl = slice(&p, omp_get_thread_num());
         decimate(sl.planes, in + (size_t)n * s.C * P, si, &p.g);
         input_transform(sl.V, sl.planes, Cp, &p.g, p.off);
-        for (int xi = 0; xi < p.a2; xi++) /* M[xi] [T][Op] = V[xi] [T][Cp] U[xi]^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, Op, Cp, 1.0f, sl.V + (size_t)xi * T * Cp, Cp,
-                        p.U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.M + (size_t)xi * T * Op, Op);
+        for (int xi = 0; xi < p.a2; xi++) /* M[.][xi] [T][Op] = V[.][xi] [T][Cp] U[xi]^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, Op, Cp, 1.0f, sl.V + (size_t)xi * Cp, a2 * Cp,
+                        p.U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.M + (size_t)xi * Op, a2 * Op);
         output_transform(sl.planes, sl.M, Op, &p.g, p.off);
         float *y = out + (size_t)n * cout * P;
         undecimate(y, sl.planes, so, &p.g, accumulate);
@@ -410,7 +457,7 @@ void wino_backward(float *din, float *dw, const float *dout, const float *in, co
                    int d, int algo, float *work)
 {
     Plan p = plan(s, cout, d, algo, work);
-    int T = p.g.T, Cp = p.Cp, Op = p.Op;
+    int T = p.g.T, Cp = p.Cp, Op = p.Op, a2 = p.a2;
     size_t P = (size_t)s.H * s.W, ucount = (size_t)p.a2 * Op * Cp;
     Shape si = s, so = s;
     si.N = so.N = 1;
@@ -425,18 +472,18 @@ void wino_backward(float *din, float *dw, const float *dout, const float *in, co
 #pragma omp for schedule(static)
         for (int n = 0; n < s.N; n++) {
             decimate(sl.planes, dout + (size_t)n * cout * P, so, &p.g);
-            output_transform_adjoint(sl.M, sl.planes, Op, &p.g, p.off); /* M holds dM [xi][T][Op] */
+            output_transform_adjoint(sl.M, sl.planes, Op, &p.g, p.off); /* M holds dM [T][xi][Op] */
             if (dw) {
                 decimate(sl.planes, in + (size_t)n * s.C * P, si, &p.g);
                 input_transform(sl.V, sl.planes, Cp, &p.g, p.off);
-                for (int xi = 0; xi < p.a2; xi++) /* dU[xi] [Op][Cp] += dM^T V */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Op, Cp, T, 1.0f, sl.M + (size_t)xi * T * Op,
-                                Op, sl.V + (size_t)xi * T * Cp, Cp, 1.0f, sl.dU + (size_t)xi * Op * Cp, Cp);
+                for (int xi = 0; xi < p.a2; xi++) /* dU[xi] [Op][Cp] += dM[.][xi]^T V[.][xi] */
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Op, Cp, T, 1.0f, sl.M + (size_t)xi * Op,
+                                a2 * Op, sl.V + (size_t)xi * Cp, a2 * Cp, 1.0f, sl.dU + (size_t)xi * Op * Cp, Cp);
             }
             if (din) {
-                for (int xi = 0; xi < p.a2; xi++) /* dV[xi] [T][Cp] = dM U */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Cp, Op, 1.0f, sl.M + (size_t)xi * T * Op,
-                                Op, p.U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.dV + (size_t)xi * T * Cp, Cp);
+                for (int xi = 0; xi < p.a2; xi++) /* dV[.][xi] [T][Cp] = dM[.][xi] U[xi] */
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Cp, Op, 1.0f, sl.M + (size_t)xi * Op,
+                                a2 * Op, p.U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.dV + (size_t)xi * Cp, a2 * Cp);
                 memset(sl.planes, 0, (size_t)Cp / CB * p.g.per_b * sizeof(float));
                 input_transform_adjoint(sl.planes, sl.dV, Cp, &p.g, p.off);
                 undecimate(din + (size_t)n * s.C * P, sl.planes, si, &p.g, 1);
