@@ -145,6 +145,7 @@ int cmd_score(const Options *o)
 {
     Model m;
     load_for_eval(&m, o, "score");
+    model_drop_grads(&m);
     NetInput in = read_input(o->input, &m, 0);
     float *out = xmalloc(shape_count(in.s) * sizeof(float));
     ModelRun run;

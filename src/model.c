@@ -192,15 +192,20 @@ static void crp_fwd(const Ctx *c, const RefineLayer *L, CrpCache *k, float *out,
     size_t mark = enter(c);
     size_t n = shape_count(c->s);
     memcpy(out, x, n * sizeof(float));
+    /* inference: each stage's output overwrites the previous one, whose
+     * norm and pool are done with it before the conv writes */
+    float *h_once = c->r->inference ? act(c) : NULL;
     const float *h = x;
     for (int i = 0; i < 4; i++) {
+        size_t stage = enter(c);
         norm_elu_fwd(c, &L->crp_norms[i], &k->n[i], h);
         k->p[i] = act(c);
         maxpool5_forward(k->p[i], k->n[i].a, c->s);
-        k->h[i] = act(c);
+        k->h[i] = h_once ? h_once : act(c);
         conv_fwd(c, &L->crp_convs[i], k->h[i], k->p[i], 0);
         vec_add(out, k->h[i], n);
         h = k->h[i];
+        if (h_once) leave(c, stage);
     }
     leave(c, mark);
 }
@@ -243,8 +248,10 @@ static void refine_fwd(const Ctx *c, const RefineLayer *L, RefineCache *k, float
     } else {
         k->fused = act(c);
         for (int i = 0; i < 2; i++) {
+            size_t branch = enter(c);
             norm_elu_fwd(c, &L->msf_norms[i], &k->msf[i], k->hin[i]);
             conv_fwd(c, &L->msf_convs[i], k->fused, k->msf[i].a, i > 0);
+            leave(c, branch);
         }
     }
     k->pooled = act(c);
@@ -338,6 +345,7 @@ void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int 
 void model_backward(Model *m, ModelRun *r, float *dx, const float *dout)
 {
     CHECK(!r->inference, "model_backward after an inference-mode forward pass");
+    CHECK(m->grads, "model_backward on a model without gradients (model_drop_grads)");
     Shape s = r->in_shape;
     Ctx c = make_ctx(m, r, s, r->labels);
     const ModelCache *k = r->cache;

@@ -169,6 +169,12 @@ void model_init(Model *m, const NcsnConfig *cfg)
     m->grads = xcalloc(m->table.total, sizeof(float));
 }
 
+void model_drop_grads(Model *m)
+{
+    free(m->grads);
+    m->grads = NULL;
+}
+
 void model_free(Model *m)
 {
     free(m->table.specs);

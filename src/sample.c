@@ -229,6 +229,7 @@ int cmd_sample(const Options *o)
         ckpt_read_weights(mf, o->model, "/ema", &m, m.params);
     }
     H5Fclose(mf);
+    model_drop_grads(&m);
     if (!m.sigmas) ncsn_die_usage("%s: /model/sigmas is missing: sampling needs noise levels", o->model);
     int L = m.cfg.num_classes;
     long H = opt_given(o, "height") ? o->height : o->image_size;

@@ -87,6 +87,9 @@ typedef struct {
 /* Builds the layout and allocates params (zero) and grads (zero). */
 void model_init(Model *m, const NcsnConfig *cfg);
 void model_free(Model *m);
+/* For forward-only use (sampling, scoring): frees the gradient buffer,
+ * 50 MB at nf 128; model_backward then refuses to run. */
+void model_drop_grads(Model *m);
 /* Initialisation of DESIGN.md section 1: Xavier-uniform convs, bias 0,
  * gamma 1, beta 0. Uses the counter-based generator with this seed. */
 void model_init_weights(Model *m, uint64_t seed);
