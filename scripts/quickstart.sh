@@ -7,7 +7,8 @@
 #   RUN_ROOT/compare.png   generated samples beside real training images
 #   RUN_ROOT/samples.png   the samples alone;  RUN_ROOT/run/loss.png  the loss
 # Knobs (environment): STEPS (800), NF (16), SIZE (16), BATCH (64), TRAIN_N
-# (10000), SAMPLES (64), STEPS_EACH (30).
+# (10000), SAMPLES (64), STEPS_EACH (30); SETUP=0 skips scripts/setup.sh
+# (no install, no build) and NCSN=PATH runs that binary instead of build/ncsn.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=$(realpath -m "${1:-$SRC/runs/quickstart}")
@@ -16,8 +17,8 @@ TRAIN_N=${TRAIN_N:-10000} SAMPLES=${SAMPLES:-64} STEPS_EACH=${STEPS_EACH:-30}
 PY=/usr/bin/python3
 FM=/usr/share/datasets/fashion-mnist
 
-bash "$SRC/scripts/setup.sh" "$SRC/build"
-NCSN="$SRC/build/ncsn"
+[ "${SETUP:-1}" = 0 ] || bash "$SRC/scripts/setup.sh" "$SRC/build"
+NCSN=${NCSN:-$SRC/build/ncsn}
 [ "$(id -u)" -ne 0 ] || export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export HDF5_USE_FILE_LOCKING=FALSE
 MPI=(mpirun --oversubscribe -np 2)

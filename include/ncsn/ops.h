@@ -22,8 +22,8 @@ static inline size_t shape_count(Shape s) { return (size_t)s.N * s.C * s.H * s.W
  * it; without a call the first convolution chooses with n = 0. */
 int ops_set_threads(int n);
 int ops_threads(void);
-/* Threads for a loop over items of this cost: 1 when the items are too
- * small to pay for waking threads, else at most one per item. */
+/* Threads for a loop over items of this cost: 1 when the whole loop is
+ * too small to pay for waking threads, else at most one per item. */
 int ops_threads_for(int items, double flops_per_item);
 
 /* How 3x3 convolutions are computed. AUTO: Winograd F(4x4,3x3) where both

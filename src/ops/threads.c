@@ -38,7 +38,7 @@ int ops_threads(void)
 
 int ops_threads_for(int items, double flops_per_item)
 {
-    if (flops_per_item < 2e6) return 1; /* waking threads would cost more */
+    if (flops_per_item * items < 4e6) return 1; /* waking threads would cost more */
     int n = ops_threads();
     return n < items ? n : (items > 0 ? items : 1);
 }

@@ -231,6 +231,7 @@ INLINE void weight_transform_f(float *U, const float *g, int cout, int cin, int 
     int Cp = round_up(cin), Op = round_up(cout);
     size_t plane = (size_t)Op * Cp;
     memset(U, 0, (size_t)a * a * plane * sizeof(float));
+#pragma omp parallel for num_threads(ops_threads_for(cout, 20.0 * a * a * cin)) schedule(static)
     for (int co = 0; co < cout; co++)
         for (int c0 = 0; c0 < cin; c0 += LANES) {
             int nl = cin - c0 < LANES ? cin - c0 : LANES;
@@ -261,6 +262,7 @@ INLINE void weight_transform_adjoint_f(float *dg, const float *dU, int cout, int
 {
     int Cp = round_up(cin), Op = round_up(cout);
     size_t plane = (size_t)Op * Cp;
+#pragma omp parallel for num_threads(ops_threads_for(cout, 20.0 * a * a * cin)) schedule(static)
     for (int co = 0; co < cout; co++)
         for (int c0 = 0; c0 < cin; c0 += LANES) {
             int nl = cin - c0 < LANES ? cin - c0 : LANES;
