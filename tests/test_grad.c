@@ -116,7 +116,9 @@ static void test_conv(int d, ConvAlgo algo)
     c.n_out = (size_t)c.s.N * c.cout * c.s.H * c.s.W;
     c.out = xmalloc(c.n_out * sizeof(float));
     c.r = randn(c.n_out, 50, 1.0f);
-    c.work = xmalloc(conv_work_floats(c.s, c.cout, d, algo) * sizeof(float));
+    size_t work_bytes = conv_work_floats(c.s, c.cout, d, algo) * sizeof(float);
+    c.work = xmalloc(work_bytes);
+    memset(c.work, 0xff, work_bytes); /* NaNs: the kernels must not read scratch they did not write */
     c.forward = conv_f;
     c.backward = conv_b;
     c.eps = 1e-2;

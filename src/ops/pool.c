@@ -34,9 +34,9 @@ static void row_pass(float *rowmax, int *arg, const float *x, int H, int W)
 {
     int in0 = W > 4 ? 2 : W, in1 = W > 4 ? W - 2 : W; /* columns whose window is whole */
     for (int h = 0; h < H; h++) {
-        const float *r = x + (size_t)h * W;
-        float *m = rowmax + (size_t)h * W;
-        int *a = arg ? arg + (size_t)h * W : NULL;
+        const float *restrict r = x + (size_t)h * W;
+        float *restrict m = rowmax + (size_t)h * W;
+        int *restrict a = arg ? arg + (size_t)h * W : NULL;
         for (int w = 0; w < in0; w++) row_edge(m, a, r, w, W);
         for (int w = in1; w < W; w++) row_edge(m, a, r, w, W);
         if (a) {
@@ -58,6 +58,16 @@ static void row_pass(float *rowmax, int *arg, const float *x, int H, int W)
                 m[w] = cur;
             }
         }
+    }
+}
+
+/* cur, row (+)= the running maximum of window rows and its first row, after row i (r) */
+static void col_select(float *restrict cur, int *restrict row, const float *restrict r, int i, int W)
+{
+    for (int w = 0; w < W; w++) {
+        int take = r[w] > cur[w];
+        cur[w] = take ? r[w] : cur[w];
+        row[w] = take ? i : row[w];
     }
 }
 
@@ -110,14 +120,7 @@ void maxpool5_backward(float *din, const float *dout, const float *in, Shape s)
                     cur[w] = first[w];
                     row[w] = i0;
                 }
-                for (int i = i0 + 1; i <= i1; i++) {
-                    const float *r = rowmax + (size_t)i * s.W;
-                    for (int w = 0; w < s.W; w++) {
-                        int take = r[w] > cur[w];
-                        cur[w] = take ? r[w] : cur[w];
-                        row[w] = take ? i : row[w];
-                    }
-                }
+                for (int i = i0 + 1; i <= i1; i++) col_select(cur, row, rowmax + (size_t)i * s.W, i, s.W);
                 for (int w = 0; w < s.W; w++) {
                     size_t q = (size_t)row[w] * s.W;
                     dx[q + arg[q + w]] += dy[(size_t)h * s.W + w];

@@ -151,16 +151,36 @@ static float *row_of(float *planes, const Grid *g, int b, int h)
 
 static size_t col_of(const Grid *g, int w) { return (size_t)(w % g->d) * g->plane + (size_t)(w / g->d) * CB; }
 
+/* Zeroes the part of a phase's plane that decimate does not write: the
+ * border and whatever lies beyond the phase's rows x cols pixels. */
+static void zero_pads(float *plane, int rows, int cols, const Grid *g)
+{
+    size_t row = (size_t)g->PW * CB;
+    memset(plane, 0, row * sizeof(float));
+    for (int i = 1; i <= rows; i++) {
+        float *r = plane + (size_t)i * row;
+        memset(r, 0, CB * sizeof(float));
+        memset(r + (size_t)(cols + 1) * CB, 0, (size_t)(g->PW - cols - 1) * CB * sizeof(float));
+    }
+    memset(plane + (size_t)(rows + 1) * row, 0, (size_t)(g->PH - rows - 1) * row * sizeof(float));
+}
+
+/* pixels of phase ph on an axis of n pixels */
+static int phase_len(int n, int ph, int d) { return ph < n ? (n - ph + d - 1) / d : 0; }
+
 /* planes <- x [C][H][W] (one sample). LANES pixels of LANES channels are
  * loaded as rows, transposed, and stored pixel by pixel. */
 static void decimate(float *planes, const float *x, Shape s, const Grid *g)
 {
     int nb = round_up(s.C) / CB;
     size_t HW = (size_t)s.H * s.W;
-    memset(planes, 0, g->per_b * nb * sizeof(float));
     for (int b = 0; b < nb; b++) {
         int nl = s.C - b * CB < CB ? s.C - b * CB : CB;
         const float *xb = x + (size_t)b * CB * HW;
+        for (int ph = 0; ph < g->d; ph++)
+            for (int pw = 0; pw < g->d; pw++)
+                zero_pads(planes + (size_t)b * g->per_b + (size_t)(ph * g->d + pw) * g->plane,
+                          phase_len(s.H, ph, g->d), phase_len(s.W, pw, g->d), g);
         for (int h = 0; h < s.H; h++) {
             float *row = row_of(planes, g, b, h);
             const float *src = xb + (size_t)h * s.W;
@@ -171,8 +191,8 @@ static void decimate(float *planes, const float *x, Shape s, const Grid *g)
                 transpose_lanes(r);
                 for (int k = 0; k < LANES; k++) vstore(row + col_of(g, w + k), r[k]);
             }
-            for (; w < s.W; w++)
-                for (int l = 0; l < nl; l++) row[col_of(g, w) + l] = src[l * HW + w];
+            for (; w < s.W; w++) /* lanes past the last channel are zeros, as above */
+                for (int l = 0; l < CB; l++) row[col_of(g, w) + l] = l < nl ? src[l * HW + w] : 0.0f;
         }
     }
 }
