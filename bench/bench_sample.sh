@@ -28,7 +28,7 @@ SIZE=${BENCH_SIZE:-32}
 STEPS=${BENCH_STEPS:-2}
 LAUNCH=${MPI_LAUNCH:-mpirun --oversubscribe -np}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export HDF5_USE_FILE_LOCKING=FALSE OPENBLAS_NUM_THREADS=1
+export HDF5_USE_FILE_LOCKING=FALSE OMP_NUM_THREADS=1
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench_sample.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -58,7 +58,7 @@ run() {
 }
 
 echo "ncsn sample: $N samples of 3 x $SIZE x $SIZE, nf $NF, 10 levels x $STEPS steps" \
-     "($((10 * STEPS)) forward passes of $N samples), OPENBLAS_NUM_THREADS=1 per rank," \
+     "($((10 * STEPS)) forward passes of $N samples), OMP_NUM_THREADS=1 per rank," \
      "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 # Which kernels OpenBLAS picked (a query only; nothing is set).
 LIBBLAS=$(ldd "$BIN" | awk '/libopenblas/ {print $3; exit}')

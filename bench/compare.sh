@@ -163,28 +163,28 @@ plan() {
     for b in $BLAS_SETTINGS; do
         blas_env "$b"
         local o=$WORK/out/net_$b
-        run net "$b" 1x1 "$o" -- "${BLAS_ENV[@]}" OPENBLAS_VERBOSE=2 OPENBLAS_NUM_THREADS=1 \
+        run net "$b" 1x1 "$o" -- "${BLAS_ENV[@]}" OPENBLAS_VERBOSE=2 OMP_NUM_THREADS=1 \
             /usr/bin/time -f "$TIMEFMT" -o "$o.rss" "$NET_BIN" "$NF" 3 32 "$TRAIN_BATCH" "$NET_REPS"
         local layout
         for layout in 1x1 1x2 2x1; do
             o=$WORK/out/train_${b}_$layout
             if [ "$layout" = 2x1 ]; then
-                run train "$b" "$layout" "$o" -- "${BLAS_ENV[@]}" OPENBLAS_NUM_THREADS=1 "${MPIRUN[@]}" \
-                    -x OPENBLAS_NUM_THREADS "${BLAS_X[@]}" -x HDF5_USE_FILE_LOCKING "${RANKRSS[@]}" "$o.rss" \
+                run train "$b" "$layout" "$o" -- "${BLAS_ENV[@]}" OMP_NUM_THREADS=1 "${MPIRUN[@]}" \
+                    -x OMP_NUM_THREADS "${BLAS_X[@]}" -x HDF5_USE_FILE_LOCKING "${RANKRSS[@]}" "$o.rss" \
                     "$NCSN_BIN" train "${TRAIN_COMMON[@]}" --run-dir "$o.run"
             else
-                run train "$b" "$layout" "$o" -- "${BLAS_ENV[@]}" OPENBLAS_NUM_THREADS="${layout#1x}" \
+                run train "$b" "$layout" "$o" -- "${BLAS_ENV[@]}" OMP_NUM_THREADS="${layout#1x}" \
                     /usr/bin/time -f "$TIMEFMT" -o "$o.rss" "$NCSN_BIN" train "${TRAIN_COMMON[@]}" --run-dir "$o.run"
             fi
         done
         for layout in 1x1 1x2 2x1; do
             o=$WORK/out/sample_${b}_$layout
             if [ "$layout" = 2x1 ]; then
-                run sample "$b" "$layout" "$o" -- "${BLAS_ENV[@]}" OPENBLAS_NUM_THREADS=1 "${MPIRUN[@]}" \
-                    -x OPENBLAS_NUM_THREADS "${BLAS_X[@]}" -x HDF5_USE_FILE_LOCKING "${RANKRSS[@]}" "$o.rss" \
+                run sample "$b" "$layout" "$o" -- "${BLAS_ENV[@]}" OMP_NUM_THREADS=1 "${MPIRUN[@]}" \
+                    -x OMP_NUM_THREADS "${BLAS_X[@]}" -x HDF5_USE_FILE_LOCKING "${RANKRSS[@]}" "$o.rss" \
                     "$NCSN_BIN" sample "${SAMPLE_COMMON[@]}" --out "$o.h5"
             else
-                run sample "$b" "$layout" "$o" -- "${BLAS_ENV[@]}" OPENBLAS_NUM_THREADS="${layout#1x}" \
+                run sample "$b" "$layout" "$o" -- "${BLAS_ENV[@]}" OMP_NUM_THREADS="${layout#1x}" \
                     /usr/bin/time -f "$TIMEFMT" -o "$o.rss" "$NCSN_BIN" sample "${SAMPLE_COMMON[@]}" --out "$o.h5"
             fi
         done

@@ -23,7 +23,7 @@ $PY "$SRC/scripts/ncsn_convert.py" --format idx $FM --out "$W/fm8.h5" --size 8 -
 COMMON=(--data "$W/fm8.h5" --in-channels 1 --nf 8 --num-classes 4 --sigmas 1,0.5,0.2,0.05
         --batch 9 --steps 5 --ckpt-every 0 --seed 11)
 "$NCSN" train "${COMMON[@]}" --run-dir "$W/r1" --dump-grads "$W/g1" >"$W/r1.log"
-OPENBLAS_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train "${COMMON[@]}" --run-dir "$W/r2" --dump-grads "$W/g2" >"$W/r2.log"
+OMP_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train "${COMMON[@]}" --run-dir "$W/r2" --dump-grads "$W/g2" >"$W/r2.log"
 
 $PY - "$W" <<'PYEOF'
 import sys, h5py, numpy as np, csv
@@ -47,7 +47,7 @@ for s, (a, b) in enumerate(zip(l1, l2), 1):
 sys.exit(0 if ok else 1)
 PYEOF
 
-OPENBLAS_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train --data "$W/fm8.h5" --run-dir "$W/learn" --in-channels 1 \
+OMP_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train --data "$W/fm8.h5" --run-dir "$W/learn" --in-channels 1 \
     --nf 8 --num-classes 8 --batch 32 --steps 300 --ckpt-every 0 --log-every 100 >"$W/learn.log"
 $PY - "$W/learn/metrics.csv" <<'PYEOF'
 import sys, csv
@@ -62,7 +62,7 @@ sys.exit(0 if ok else 1)
 PYEOF
 # 3. A run that diverges stops with the step and the rank that saw it.
 rc=0
-OPENBLAS_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train --data "$W/fm8.h5" --run-dir "$W/nan" --in-channels 1 --nf 8 \
+OMP_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train --data "$W/fm8.h5" --run-dir "$W/nan" --in-channels 1 --nf 8 \
     --num-classes 4 --sigmas 1,0.5,0.2,0.05 --batch 8 --steps 20 --ckpt-every 0 --lr 1e30 >"$W/nan.log" 2>&1 || rc=$?
 if [ $rc -ne 0 ] && grep -qE "non-finite (loss at step [0-9]+ on rank [0-9]|gradient at step [0-9]+)" "$W/nan.log"; then
     echo "divergence: exit $rc, $(grep -oE 'non-finite [a-z]+ at step [0-9]+( on rank [0-9]+)?' "$W/nan.log" | head -n1)"
