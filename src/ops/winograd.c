@@ -245,6 +245,77 @@ INLINE void transform2d(vec out[AMAX][AMAX], vec in[AMAX][AMAX], const float *L,
         }
 }
 
+/* F(4x4, 3x3) tile transforms written out with their common terms, about
+ * half the additions of the matrix products above (which the compiler may
+ * not regroup: that would change the rounding). Each is a 1-D transform
+ * of LANES-wide vectors; the 2-D transform applies it down the columns,
+ * then along the rows. */
+INLINE void f4_bt(vec o[6], const vec d[6]) /* B^T d */
+{
+    vec u = d[1] + d[2], v = d[3] + d[4], p = d[1] - d[2], q = d[4] - d[3];
+    vec e = d[4] - d[2], f = d[1] - d[3];
+    o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+    o[1] = v - 4.0f * u;
+    o[2] = q + 4.0f * p;
+    o[3] = e - 2.0f * f;
+    o[4] = e + 2.0f * f;
+    o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+INLINE void f4_b(vec o[6], const vec d[6]) /* B d */
+{
+    vec u = d[1] + d[2], v = d[3] + d[4], p = d[1] - d[2], q = d[3] - d[4];
+    o[0] = 4.0f * d[0];
+    o[1] = 4.0f * (d[5] - p) - 2.0f * q;
+    o[2] = -5.0f * d[0] - 4.0f * u - v;
+    o[3] = p + 2.0f * q - 5.0f * d[5];
+    o[4] = d[0] + u + v;
+    o[5] = d[5];
+}
+
+INLINE void f4_at(vec o[4], const vec d[6]) /* A^T d */
+{
+    vec s1 = d[1] + d[2], s2 = d[1] - d[2], s3 = d[3] + d[4], s4 = d[3] - d[4];
+    o[0] = d[0] + s1 + s3;
+    o[1] = s2 + 2.0f * s4;
+    o[2] = s1 + 4.0f * s3;
+    o[3] = s2 + 8.0f * s4 + d[5];
+}
+
+INLINE void f4_a(vec o[6], const vec d[4]) /* A d */
+{
+    vec e = d[0] + d[2], f = d[1] + d[3], g = d[0] + 4.0f * d[2], h = 2.0f * d[1] + 8.0f * d[3];
+    o[0] = d[0];
+    o[1] = e + f;
+    o[2] = e - f;
+    o[3] = g + h;
+    o[4] = g - h;
+    o[5] = d[3];
+}
+
+typedef enum { T_BT, T_B, T_AT, T_A } TileOp;
+
+/* out = L in L^T for the F(4,3) matrix L of op: n inputs, k outputs per axis */
+INLINE void f4_2d(vec out[AMAX][AMAX], vec in[AMAX][AMAX], TileOp op)
+{
+    int n = op == T_A ? 4 : 6, k = op == T_AT ? 4 : 6;
+    vec col[AMAX], res[AMAX], t[AMAX][AMAX];
+    for (int q = 0; q < n; q++) { /* down column q */
+        for (int i = 0; i < n; i++) col[i] = in[i][q];
+        if (op == T_BT) f4_bt(res, col);
+        else if (op == T_B) f4_b(res, col);
+        else if (op == T_AT) f4_at(res, col);
+        else f4_a(res, col);
+        for (int i = 0; i < k; i++) t[i][q] = res[i];
+    }
+    for (int i = 0; i < k; i++) { /* along row i */
+        if (op == T_BT) f4_bt(out[i], t[i]);
+        else if (op == T_B) f4_b(out[i], t[i]);
+        else if (op == T_AT) f4_at(out[i], t[i]);
+        else f4_a(out[i], t[i]);
+    }
+}
+
 /* U[xi][co][ci] = G g G^T ([Op][Cp], zero padded), LANES weights at a time. */
 INLINE void weight_transform_f(float *U, const float *g, int cout, int cin, int a, const float *Gm)
 {
@@ -309,7 +380,7 @@ static void weight_transform_adjoint(float *dg, const float *dU, int cout, int c
  * channel: the input transform (L = R = B^T, alpha x alpha windows) and the
  * adjoint output transform (L = R = A, m x m windows at +1, +1). */
 INLINE void gather_transform(float *X, const float *planes, int Cp, const Grid *g, const size_t *off, int a,
-                             int rows, int shift, const float *L)
+                             int rows, int shift, const float *L, TileOp op)
 {
     int T = g->T;
     if (rows > AMAX || a > AMAX) return; /* cannot happen; tells the compiler the bounds */
@@ -320,7 +391,8 @@ INLINE void gather_transform(float *X, const float *planes, int Cp, const Grid *
             const float *win = pb + off[t];
             for (int k = 0; k < rows; k++)
                 for (int q = 0; q < rows; q++) in[k][q] = vload(win + ((size_t)k * g->PW + q) * CB);
-            transform2d(out, in, L, a, rows, L, a, rows);
+            if (a == 6) f4_2d(out, in, op);
+            else transform2d(out, in, L, a, rows, L, a, rows);
             float *dst = X + (size_t)t * a * a * Cp + (size_t)b * CB;
             for (int i = 0; i < a; i++)
                 for (int j = 0; j < a; j++) vstore(dst + (size_t)(i * a + j) * Cp, out[i][j]);
@@ -332,7 +404,7 @@ INLINE void gather_transform(float *X, const float *planes, int Cp, const Grid *
  * (L = R = A^T, m x m windows at +1, +1, written) and the adjoint input
  * transform (L = R = B, alpha x alpha windows, added: windows overlap). */
 INLINE void transform_scatter(float *planes, const float *X, int Cp, const Grid *g, const size_t *off, int a,
-                              int rows, int shift, const float *L, int add)
+                              int rows, int shift, const float *L, TileOp op, int add)
 {
     int T = g->T;
     if (rows > AMAX || a > AMAX) return; /* cannot happen; tells the compiler the bounds */
@@ -343,7 +415,8 @@ INLINE void transform_scatter(float *planes, const float *X, int Cp, const Grid 
             const float *src = X + (size_t)t * a * a * Cp + (size_t)b * CB;
             for (int i = 0; i < a; i++)
                 for (int j = 0; j < a; j++) in[i][j] = vload(src + (size_t)(i * a + j) * Cp);
-            transform2d(out, in, L, rows, a, L, rows, a);
+            if (a == 6) f4_2d(out, in, op);
+            else transform2d(out, in, L, rows, a, L, rows, a);
             float *win = pb + off[t];
             for (int k = 0; k < rows; k++)
                 for (int q = 0; q < rows; q++) {
@@ -357,26 +430,26 @@ INLINE void transform_scatter(float *planes, const float *X, int Cp, const Grid 
 /* The four tile transforms, instantiated per F(m). */
 static void input_transform(float *V, const float *planes, int Cp, const Grid *g, const size_t *off)
 {
-    if (g->m == 4) gather_transform(V, planes, Cp, g, off, 6, 6, 0, F4_BT);
-    else gather_transform(V, planes, Cp, g, off, 4, 4, 0, F2_BT);
+    if (g->m == 4) gather_transform(V, planes, Cp, g, off, 6, 6, 0, F4_BT, T_BT);
+    else gather_transform(V, planes, Cp, g, off, 4, 4, 0, F2_BT, T_BT);
 }
 
 static void output_transform_adjoint(float *dM, const float *planes, int Op, const Grid *g, const size_t *off)
 {
-    if (g->m == 4) gather_transform(dM, planes, Op, g, off, 6, 4, 1, F4_A);
-    else gather_transform(dM, planes, Op, g, off, 4, 2, 1, F2_A);
+    if (g->m == 4) gather_transform(dM, planes, Op, g, off, 6, 4, 1, F4_A, T_A);
+    else gather_transform(dM, planes, Op, g, off, 4, 2, 1, F2_A, T_A);
 }
 
 static void output_transform(float *planes, const float *M, int Op, const Grid *g, const size_t *off)
 {
-    if (g->m == 4) transform_scatter(planes, M, Op, g, off, 6, 4, 1, F4_AT, 0);
-    else transform_scatter(planes, M, Op, g, off, 4, 2, 1, F2_AT, 0);
+    if (g->m == 4) transform_scatter(planes, M, Op, g, off, 6, 4, 1, F4_AT, T_AT, 0);
+    else transform_scatter(planes, M, Op, g, off, 4, 2, 1, F2_AT, T_AT, 0);
 }
 
 static void input_transform_adjoint(float *planes, const float *dV, int Cp, const Grid *g, const size_t *off)
 {
-    if (g->m == 4) transform_scatter(planes, dV, Cp, g, off, 6, 6, 0, F4_B, 1);
-    else transform_scatter(planes, dV, Cp, g, off, 4, 4, 0, F2_B, 1);
+    if (g->m == 4) transform_scatter(planes, dV, Cp, g, off, 6, 6, 0, F4_B, T_B, 1);
+    else transform_scatter(planes, dV, Cp, g, off, 4, 4, 0, F2_B, T_B, 1);
 }
 
 /* The work buffer: the transformed weights and their gradient, shared,
