@@ -123,19 +123,14 @@ static void norm_elu_fwd(const Ctx *c, const NormLayer *L, NormEluCache *k, cons
     k->a = act(c);
     k->mean = arena_alloc(&c->r->act, nc);
     k->rstd = arena_alloc(&c->r->act, nc);
-    norm_forward(k->a, k->mean, k->rstd, x, P(c, L->embed), c->labels, c->s);
-    elu_forward(k->a, k->a, shape_count(c->s));
+    norm_elu_forward(k->a, k->mean, k->rstd, x, P(c, L->embed), c->labels, c->s);
 }
 
 /* dx += d/dx given da */
 static void norm_elu_bwd(const Ctx *c, const NormLayer *L, const NormEluCache *k, float *dx,
                          const float *da)
 {
-    size_t mark = arena_mark(&c->r->tmp);
-    float *dn = tmpz(c);
-    elu_backward(dn, da, k->a, shape_count(c->s));
-    norm_backward(dx, G(c, L->embed), dn, k->mean, k->rstd, k->x, P(c, L->embed), c->labels, c->s);
-    arena_release(&c->r->tmp, mark);
+    norm_elu_backward(dx, G(c, L->embed), da, k->a, k->mean, k->rstd, k->x, P(c, L->embed), c->labels, c->s);
 }
 
 /* out = x + conv2(ELU(norm2(conv1(ELU(norm1(x)))))) */

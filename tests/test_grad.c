@@ -174,6 +174,44 @@ static void test_norm(void)
 static void elu_f(Case *c) { elu_forward(c->out, c->in[0], c->n_out); }
 static void elu_b(Case *c) { elu_backward(c->grads[0], c->r, c->out, c->n_out); }
 
+/* The fused norm + ELU (what the network runs) against the two ops above,
+ * forward and backward. */
+static double max_rel(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        num = fmax(num, fabs((double)a[i] - b[i]));
+        den = fmax(den, fabs((double)b[i]));
+    }
+    return num / den;
+}
+
+static void test_norm_elu_fused(void)
+{
+    Shape s = {3, 4, 5, 6};
+    int L = 3, labels[3] = {1, 2, 1};
+    size_t n = shape_count(s), ne = (size_t)L * 2 * s.C, nc = (size_t)s.N * s.C;
+    float *x = randn(n, 60, 2.0f), *embed = randn(ne, 61, 1.0f), *da = randn(n, 62, 1.0f);
+    float *a1 = xmalloc(n * sizeof(float)), *a2 = xmalloc(n * sizeof(float));
+    float *m1 = xmalloc(nc * sizeof(float)), *r1 = xmalloc(nc * sizeof(float));
+    float *m2 = xmalloc(nc * sizeof(float)), *r2 = xmalloc(nc * sizeof(float));
+    float *dx1 = xcalloc(n, sizeof(float)), *dx2 = xcalloc(n, sizeof(float)), *dn = xcalloc(n, sizeof(float));
+    float *de1 = xcalloc(ne, sizeof(float)), *de2 = xcalloc(ne, sizeof(float));
+    norm_elu_forward(a1, m1, r1, x, embed, labels, s);
+    norm_forward(a2, m2, r2, x, embed, labels, s);
+    elu_forward(a2, a2, n);
+    norm_elu_backward(dx1, de1, da, a1, m1, r1, x, embed, labels, s);
+    elu_backward(dn, da, a2, n);
+    norm_backward(dx2, de2, dn, m2, r2, x, embed, labels, s);
+    double ef = max_rel(a1, a2, n), ex = max_rel(dx1, dx2, n), ee = max_rel(de1, de2, ne);
+    int ok = ef < 1e-6 && ex < 1e-5 && ee < 1e-5;
+    printf("%-34s out %.1e, d/x %.1e, d/embed %.1e vs norm then ELU %s\n", "fused norm + ELU", ef, ex, ee,
+           ok ? "ok" : "FAIL");
+    if (!ok) g_failed = 1;
+    free(x), free(embed), free(da), free(a1), free(a2), free(m1), free(r1), free(m2), free(r2);
+    free(dx1), free(dx2), free(dn), free(de1), free(de2);
+}
+
 static void test_elu(void)
 {
     Case c = {0};
@@ -314,6 +352,7 @@ int main(void)
         for (int d = 1; d <= 3; d++) test_conv(d, (ConvAlgo)algo);
     test_norm();
     test_elu();
+    test_norm_elu_fused();
     test_pool();
     test_network(1);
     test_network(0);

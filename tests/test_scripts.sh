@@ -1,7 +1,7 @@
 #!/bin/bash
 # test_scripts.sh: end-to-end test of the Python helpers in scripts/
-# (ncsn_convert.py, ncsn_eval.py, plot_loss.py) on real Fashion-MNIST images
-# and on small synthetic inputs made here.
+# (ncsn_convert.py, ncsn_eval.py, plot_loss.py, mixture_exact.py) on real
+# Fashion-MNIST images and on small synthetic inputs made here.
 #
 #   tests/test_scripts.sh [SCRIPTS_DIR] [SCRATCH_DIR]
 #
@@ -236,6 +236,15 @@ for png in "$tmp/run/loss.png" "$tmp/other.png"; do
 done
 mkdir -p "$tmp/emptyrun"
 expect_fail "plot_loss without metrics.csv refused" "$tmp/emptyrun/loss.png" $py "$scripts/plot_loss.py" "$tmp/emptyrun"
+
+# mixture_exact.py: the annealed sampler driven by the exact mixture score
+# reproduces the weights without the clamp, and the clamp breaks them
+check "mixture_exact without clamp" $py "$scripts/mixture_exact.py" --seeds 0,1 --steps-each 30 --no-clip
+if grep -q "0/2 seeds fail" "$tmp/last.log"; then ok "exact score, no clamp: right proportions"; else bad "exact score, no clamp"; cat "$tmp/last.log"; fi
+check "mixture_exact with clamp" $py "$scripts/mixture_exact.py" --seeds 0 --steps-each 30
+if grep -q "1/1 seeds fail" "$tmp/last.log"; then ok "exact score, clamp: wrong proportions"; else bad "exact score, clamp"; cat "$tmp/last.log"; fi
+check "mixture_exact --ncsnv2" $py "$scripts/mixture_exact.py" --seeds 0 --ncsnv2 5 --no-clip
+if grep -q "gamma 1.35.*23 levels" "$tmp/last.log"; then ok "NCSNv2 rules for D=64"; else bad "NCSNv2 rules"; cat "$tmp/last.log"; fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -61,6 +61,13 @@ void norm_backward(float *din, float *dembed, const float *dout, const float *me
                    const float *rstd, const float *in, const float *embed, const int *labels,
                    Shape s);
 
+/* a = ELU(norm(x)) in one pass (mean, rstd as above), and its backward
+ * from da, the gradient at a, reading a instead of a stored norm output. */
+void norm_elu_forward(float *out, float *mean, float *rstd, const float *in, const float *embed,
+                      const int *labels, Shape s);
+void norm_elu_backward(float *din, float *dembed, const float *da, const float *a, const float *mean,
+                       const float *rstd, const float *in, const float *embed, const int *labels, Shape s);
+
 /* ELU with alpha 1. The backward reads the forward's output:
  * d/dx elu(x) = 1 for x > 0 and elu(x) + 1 otherwise. in and out may alias. */
 void elu_forward(float *out, const float *in, size_t n);
