@@ -61,6 +61,9 @@ static double sgemm_rate(int M, int N, int K, int reps)
 
 int main(int argc, char **argv)
 {
+    ops_choose_blas_kernels(argv); /* as ncsn does */
+    const char *note = ops_blas_kernels_note();
+    if (note) printf("%s\n", note);
     int nf = argc > 1 ? atoi(argv[1]) : 128, C = argc > 2 ? atoi(argv[2]) : 3;
     int H = argc > 3 ? atoi(argv[3]) : 32, N = argc > 4 ? atoi(argv[4]) : 8;
     int reps = argc > 5 ? atoi(argv[5]) : 5;

@@ -12,20 +12,10 @@
 #include "ncsn/common.h"
 #include "ncsn/ops.h"
 
-char *openblas_get_corename(void);
-
-/* OpenBLAS 0.3.21 falls back to SSE3 kernels on processors it does not know
- * (seen here on an AVX-512 machine, ~10x slower sgemm): say so once. */
-static void check_blas_kernels(const Dist *d)
+static void report_blas_kernels(const Dist *d)
 {
-    const char *core = openblas_get_corename();
-    int old = strcmp(core, "Prescott") == 0 || strcmp(core, "Core2") == 0 || strcmp(core, "Nehalem") == 0 ||
-              strcmp(core, "Penryn") == 0 || strcmp(core, "Dunnington") == 0;
-    if (d->rank == 0 && old && __builtin_cpu_supports("avx2"))
-        fprintf(stderr, "ncsn: warning: OpenBLAS chose its %s kernels but this CPU has AVX2%s; set "
-                "OPENBLAS_CORETYPE=%s for much faster convolutions\n", core,
-                __builtin_cpu_supports("avx512f") ? "/AVX-512" : "",
-                __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell");
+    const char *note = ops_blas_kernels_note();
+    if (note && d->rank == 0) printf("%s\n", note);
 }
 
 /* Ranks sharing a node split its cores: each computes with cores/ranks
@@ -61,7 +51,7 @@ void dist_init(Dist *d, int *argc, char ***argv)
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
     ncsn_set_rank(d->rank);
     choose_threads(d);
-    check_blas_kernels(d);
+    report_blas_kernels(d);
 }
 
 void dist_finalize(void) { MPI_Finalize(); }

@@ -26,6 +26,14 @@ int ops_threads(void);
  * too small to pay for waking threads, else at most one per item. */
 int ops_threads_for(int items, double flops_per_item);
 
+/* OpenBLAS kernels: when OpenBLAS fell back to kernels far older than the
+ * CPU (an unknown model) and OPENBLAS_CORETYPE is unset, runs the program
+ * again (execv of argv) with OPENBLAS_CORETYPE set to the best kernels the
+ * CPU supports; call first thing in main. ops_blas_kernels_note() is then
+ * a line saying so (NULL otherwise). */
+void ops_choose_blas_kernels(char **argv);
+const char *ops_blas_kernels_note(void);
+
 /* How 3x3 convolutions are computed. AUTO: Winograd F(4x4,3x3) where both
  * channel counts are at least 4, im2col + sgemm otherwise. The environment
  * variable NCSN_CONV=auto|im2col|wino2|wino4 overrides (conv_algo_from_env). */
