@@ -9,13 +9,16 @@
 #     (bench/bench_torch.py on tests/ref/ncsn_ref.py) at 1 and 2 threads, each
 #     a separate process, with the malloc settings of DESIGN.md section 7;
 #   - the same in ncsn (`ncsn train`, `ncsn sample`) at 1 rank x 1 thread,
-#     1 rank x 2 threads and 2 ranks x 1 thread, for three OpenBLAS settings:
+#     1 rank x 2 threads and 2 ranks x 1 thread, for these OpenBLAS settings
+#     (default: haswell auto):
 #       haswell     OPENBLAS_CORETYPE=Haswell (AVX2): what the environment and
 #                   CI pin (OPENBLAS_L2_SIZE is passed on as the caller has it)
-#       cooperlake  OPENBLAS_CORETYPE=Cooperlake (AVX-512), OPENBLAS_L2_SIZE
-#                   unset: what DESIGN.md section 7 says a user gets here
-#       auto        both unset: OpenBLAS 0.3.21 autodetects this CPU (model
-#                   207) as Prescott (SSE3) on this VM
+#       auto        both unset, as a user runs: OpenBLAS 0.3.21 autodetects
+#                   this VM's CPU (model 207) as Prescott (SSE3), and ncsn and
+#                   bench_net then run themselves again with Cooperlake
+#                   (AVX-512) kernels (src/ops/blas_kernels.c)
+#       cooperlake  OPENBLAS_CORETYPE=Cooperlake, OPENBLAS_L2_SIZE unset: the
+#                   same kernels chosen by hand
 #   - bench/bench_net (1 thread, batch 8) for each setting: cblas_sgemm
 #     GFLOP/s next to the network's effective GFLOP/s from the same process;
 #   - the peak RSS of every process (/usr/bin/time %M; for 2 ranks, each
@@ -58,7 +61,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NCSN_SRC=${NCSN:-$ROOT/build/ncsn}
 NET_SRC=${BENCH_NET:-$ROOT/build/bench/bench_net}
 PY=${PYTHON:-/usr/bin/python3}
-BLAS_SETTINGS=${COMPARE_BLAS:-haswell cooperlake auto}
+BLAS_SETTINGS=${COMPARE_BLAS:-haswell auto}
 for f in "$NCSN_SRC" "$NET_SRC" /usr/bin/time; do
     [ -x "$f" ] || { echo "compare.sh: $f is not an executable (build first)" >&2; exit 1; }
 done
@@ -294,7 +297,7 @@ if tj:
     print(f"PyTorch {tj['torch']} (oneDNN {'on' if tj['mkldnn'] else 'off'}), {tj['params']:,} parameters, "
           f"{tj['gflop_forward_per_image']:.2f} GFLOP forward per image (this script: {FLOP / 1e9:.2f}); "
           f"malloc: {tj['malloc_env']}")
-LABEL = {"haswell": "Haswell", "cooperlake": "Cooperlake", "auto": "autodetect"}
+LABEL = {"haswell": "Haswell", "cooperlake": "Cooperlake", "auto": "unpinned"}
 mb = lambda kb: f"{kb / 1024:,.0f}"
 
 
