@@ -16,7 +16,7 @@ trained on 2 ranks, then:
 (a) at each noise level, on 200 points x = mu_k + sigma z (the distribution
     the loss trains on), the relative error |s_net - s|/|s| of the learned
     score must stay below SCORE_TOL = 0.6. The zero score has error 1.0;
-    measured here: 0.18-0.21 at the largest level rising to 0.51-0.53 at
+    measured here: 0.18-0.22 at the largest level rising to 0.51-0.53 at
     the smallest (docs/quality.md). The script also prints the error of the
     score of one Gaussian fitted to the data, which is lower at every level
     (0.005-0.19): the network learns, but not yet well.
@@ -31,8 +31,10 @@ trained on 2 ranks, then:
     98 % of exact-score samples to the third prototype, and without the
     clamp a score that cannot see the image mean (as this network, whose
     every path passes an instance norm) lets the mean wander by several
-    units. Neither is cured by training settings, so the check is printed
-    as a KNOWN FAILURE and fails the test only with NCSN_MIXTURE_STRICT=1.
+    units. Both fail with a perfect shape score, so no training setting
+    can cure them (3,000 steps lowered the shape error, not the mean
+    error); the check is printed as a KNOWN FAILURE and fails the test only
+    with NCSN_MIXTURE_STRICT=1.
 
 Knobs for experiments (environment): NCSN_MIXTURE_STEPS (1500),
 NCSN_MIXTURE_LR (1e-3), NCSN_MIXTURE_LEVELS (10), NCSN_MIXTURE_RANKS (2;
