@@ -36,13 +36,6 @@ float *arena_alloc(Arena *a, size_t floats)
     return c->data;
 }
 
-float *arena_zalloc(Arena *a, size_t floats)
-{
-    float *p = arena_alloc(a, floats);
-    memset(p, 0, floats * sizeof(float));
-    return p;
-}
-
 size_t arena_mark(const Arena *a) { return a->used; }
 
 void arena_release(Arena *a, size_t mark)

@@ -93,7 +93,12 @@ static void leave(const Ctx *c, size_t mark)
 static float *P(const Ctx *c, size_t off) { return c->m->params + off; }
 static float *G(const Ctx *c, size_t off) { return c->m->grads + off; }
 static float *act(const Ctx *c) { return arena_alloc(&c->r->act, shape_count(c->s)); }
-static float *tmpz(const Ctx *c) { return arena_zalloc(&c->r->tmp, shape_count(c->s)); }
+static float *tmpz(const Ctx *c)
+{
+    float *p = arena_alloc(&c->r->tmp, shape_count(c->s));
+    vec_zero(p, shape_count(c->s));
+    return p;
+}
 
 static void conv_fwd(const Ctx *c, const ConvLayer *L, float *out, const float *in, int accumulate)
 {
@@ -142,7 +147,7 @@ static void rcu_fwd(const Ctx *c, const RcuLayer *L, RcuCache *k, float *out, co
     k->c1 = act(c);
     conv_fwd(c, &L->conv1, k->c1, k->n1.a, 0);
     norm_elu_fwd(c, &L->norm2, &k->n2, k->c1);
-    memcpy(out, x, shape_count(c->s) * sizeof(float));
+    vec_copy(out, x, shape_count(c->s));
     conv_fwd(c, &L->conv2, out, k->n2.a, 1);
     leave(c, mark);
 }
@@ -156,7 +161,7 @@ static void rcu_bwd(const Ctx *c, const RcuLayer *L, const RcuCache *k, float *d
     float *dc1 = tmpz(c);
     norm_elu_bwd(c, &L->norm2, &k->n2, dc1, da2);
     float *da1 = da2;
-    memset(da1, 0, shape_count(c->s) * sizeof(float));
+    vec_zero(da1, shape_count(c->s));
     conv_bwd(c, &L->conv1, da1, dc1, k->n1.a);
     norm_elu_bwd(c, &L->norm1, &k->n1, dx, da1);
     arena_release(&c->r->tmp, mark);
@@ -186,7 +191,7 @@ static void crp_fwd(const Ctx *c, const RefineLayer *L, CrpCache *k, float *out,
 {
     size_t mark = enter(c);
     size_t n = shape_count(c->s);
-    memcpy(out, x, n * sizeof(float));
+    vec_copy(out, x, n);
     /* inference: each stage's output overwrites the previous one, whose
      * norm and pool are done with it before the conv writes */
     float *h_once = c->r->inference ? act(c) : NULL;
@@ -211,17 +216,17 @@ static void crp_bwd(const Ctx *c, const RefineLayer *L, const CrpCache *k, float
     size_t mark = arena_mark(&c->r->tmp);
     vec_add(dx, dout, n);
     float *dh = tmpz(c); /* gradient of h[i] */
-    memcpy(dh, dout, n * sizeof(float));
+    vec_copy(dh, dout, n);
     float *dp = tmpz(c), *da = tmpz(c);
     for (int i = 3; i >= 0; i--) {
-        memset(dp, 0, n * sizeof(float));
-        memset(da, 0, n * sizeof(float));
+        vec_zero(dp, n);
+        vec_zero(da, n);
         conv_bwd(c, &L->crp_convs[i], dp, dh, k->p[i]);
         maxpool5_backward(da, dp, k->n[i].a, c->s);
         if (i == 0) {
             norm_elu_bwd(c, &L->crp_norms[0], &k->n[0], dx, da);
         } else {
-            memcpy(dh, dout, n * sizeof(float));
+            vec_copy(dh, dout, n);
             norm_elu_bwd(c, &L->crp_norms[i], &k->n[i], dh, da);
         }
     }
@@ -268,7 +273,7 @@ static void refine_bwd(const Ctx *c, const RefineLayer *L, const RefineCache *k,
         float *da = dpooled;
         for (int i = 0; i < 2; i++) {
             dh[i] = tmpz(c);
-            memset(da, 0, shape_count(c->s) * sizeof(float));
+            vec_zero(da, shape_count(c->s));
             conv_bwd(c, &L->msf_convs[i], da, dfused, k->msf[i].a);
             norm_elu_bwd(c, &L->msf_norms[i], &k->msf[i], dh[i], da);
         }
@@ -373,7 +378,7 @@ void model_backward(Model *m, ModelRun *r, float *dx, const float *dout)
     }
     for (int i = 3; i >= 0; i--) {
         float *dprev = i > 0 ? dh[i - 1] : da;
-        if (i == 0) memset(da, 0, shape_count(c.s) * sizeof(float));
+        if (i == 0) vec_zero(da, shape_count(c.s));
         rcu_block_bwd(&c, &net->stage[i], &k->stage[i], dprev, dh[i]);
         notify(&c, net->stage[i].units[0].norm1.embed);
     }

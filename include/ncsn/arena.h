@@ -22,7 +22,6 @@ typedef struct {
 void arena_init(Arena *a);
 void arena_free(Arena *a);
 float *arena_alloc(Arena *a, size_t floats);   /* uninitialised */
-float *arena_zalloc(Arena *a, size_t floats);  /* zeroed */
 size_t arena_mark(const Arena *a);
 void arena_release(Arena *a, size_t mark);
 void arena_reset(Arena *a);

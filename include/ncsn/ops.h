@@ -86,7 +86,9 @@ void elu_backward(float *din, const float *dout, const float *out, size_t n);
 void maxpool5_forward(float *out, const float *in, Shape s);
 void maxpool5_backward(float *din, const float *dout, const float *in, Shape s);
 
-/* y += x */
+/* y += x; y = 0; y = x (split over the threads when long) */
 void vec_add(float *y, const float *x, size_t n);
+void vec_zero(float *y, size_t n);
+void vec_copy(float *y, const float *x, size_t n);
 
 #endif

@@ -36,3 +36,15 @@ void vec_add(float *y, const float *x, size_t n)
     PAR_FOR
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
+
+void vec_zero(float *y, size_t n)
+{
+    PAR_FOR
+    for (size_t i = 0; i < n; i++) y[i] = 0.0f;
+}
+
+void vec_copy(float *y, const float *x, size_t n)
+{
+    PAR_FOR
+    for (size_t i = 0; i < n; i++) y[i] = x[i];
+}

@@ -118,9 +118,10 @@ void conv_backward(float *din, float *dw, float *db, const float *dout, const fl
                    const float *w, Shape s, int cout, int d, ConvAlgo algo, float *work)
 {
     int K = s.C * 9, P = s.H * s.W;
-    if (db) /* db[co] += sum over samples and pixels of dout */
-        for (int n = 0; n < s.N; n++)
-            for (int co = 0; co < cout; co++) {
+    if (db) /* db[co] += sum over samples and pixels of dout, samples in order */
+#pragma omp parallel for num_threads(ops_threads_for(cout, (double)s.N * P)) schedule(static)
+        for (int co = 0; co < cout; co++)
+            for (int n = 0; n < s.N; n++) {
                 const float *r = dout + ((size_t)n * cout + co) * P;
                 float acc = 0.0f;
                 for (int p = 0; p < P; p++) acc += r[p];
