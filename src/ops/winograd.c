@@ -7,15 +7,18 @@
  *
  * With alpha = m + 2 and xi = one of the alpha^2 transform points:
  *   U[xi][co][ci] = (G g G^T)          weights
- *   V[xi][ci][t]  = (B^T d_t B)        input tile t (alpha x alpha)
- *   M[xi][co][t]  = sum_ci U V         (alpha^2 sgemms)
+ *   V[t][xi][ci]  = (B^T d_t B)        input tile t (alpha x alpha)
+ *   M[t][xi][co]  = sum_ci U V         (alpha^2 sgemms)
  *   y_t           = A^T M_t A          (m x m outputs)
  * and the backward pass uses the adjoints:
  *   dM_t = A dy_t A^T,  dV = U^T dM,  dx_t += B dV_t B^T,
  *   dU = dM V^T,  dg += G^T dU G.
  * Tiles are read from (and written to) phase-decimated, zero-padded copies
  * of the images, so the transforms need no bounds checks; they run on
- * blocks of LANES tiles (or weights) so the compiler vectorises across them. */
+ * LANES channels at once so the compiler vectorises across them.
+ * A sample's whole convolution (decimate, transforms, the alpha^2 products,
+ * the inverse) runs in one thread on buffers of one sample, which stay in
+ * cache; the threads take whole samples, and BLAS runs single-threaded. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -65,7 +68,8 @@ FLAT(F4_GT, 1.0f / 4, -1.0f / 6, -1.0f / 6, 1.0f / 24, 1.0f / 24, 0, 0, -1.0f / 
  * in blocks of CB = LANES (zero-padded up to a multiple); for channel block
  * b, sample n and phase (ph, pw), subgrid pixel (i, j) = image pixel
  * (ph + d*i, pw + d*j) of channel b*CB + l sits at [row i+1][col j+1][l] of
- * a PH x PW x CB plane, zeros elsewhere. Planes are ordered [b][n][ph][pw].
+ * a PH x PW x CB plane, zeros elsewhere. Planes are ordered [b][n][ph][pw]
+ * (the kernels below hold one sample: n = 0).
  * Every phase gets the grid of th x tw tiles of the largest subgrid, and
  * tile t = ((n*d + ph)*d + pw)*th*tw + ti*tw + tj reads the window at row
  * ti*m, column tj*m of its plane. The lanes of a transform are the CB
