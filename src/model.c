@@ -93,9 +93,11 @@ static void leave(const Ctx *c, size_t mark)
 static float *P(const Ctx *c, size_t off) { return c->m->params + off; }
 static float *G(const Ctx *c, size_t off) { return c->m->grads + off; }
 static float *act(const Ctx *c) { return arena_alloc(&c->r->act, shape_count(c->s)); }
+/* a gradient temporary, as is (tmp) or zeroed (tmpz) */
+static float *tmp(const Ctx *c) { return arena_alloc(&c->r->tmp, shape_count(c->s)); }
 static float *tmpz(const Ctx *c)
 {
-    float *p = arena_alloc(&c->r->tmp, shape_count(c->s));
+    float *p = tmp(c);
     vec_zero(p, shape_count(c->s));
     return p;
 }
@@ -215,9 +217,9 @@ static void crp_bwd(const Ctx *c, const RefineLayer *L, const CrpCache *k, float
     size_t n = shape_count(c->s);
     size_t mark = arena_mark(&c->r->tmp);
     vec_add(dx, dout, n);
-    float *dh = tmpz(c); /* gradient of h[i] */
+    float *dh = tmp(c); /* gradient of h[i] */
     vec_copy(dh, dout, n);
-    float *dp = tmpz(c), *da = tmpz(c);
+    float *dp = tmp(c), *da = tmp(c); /* zeroed in the loop */
     for (int i = 3; i >= 0; i--) {
         vec_zero(dp, n);
         vec_zero(da, n);

@@ -7,9 +7,9 @@
  *   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),
  *   dgamma += sum(dy * xhat), dbeta += sum(dy).
  * The _elu variants apply ELU to the output in the same pass, and take the
- * gradient at the ELU's output (dy = da * elu'(a)) without storing dy. */
+ * gradient at the ELU's output (dy = da * elu'(a)), formed one plane at a
+ * time instead of as a full-size temporary. */
 #include <math.h>
-
 #include <stdlib.h>
 
 #include "ncsn/common.h"
