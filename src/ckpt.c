@@ -22,6 +22,8 @@ void ckpt_write_weights(hid_t file, const char *group, const Model *m, const flo
     h5_attr_write_int(g, "num_classes", 1, &c->num_classes);
     h5_attr_write_int(g, "dilations", 4, c->dilations);
     h5_attr_write_int(g, "scale_by_sigma", 1, &c->scale_by_sigma);
+    h5_attr_write_int(g, "plane_head", 1, &c->plane_head);
+    h5_attr_write_double(g, "head_floor", 1, &c->head_floor);
     int version = NCSN_FORMAT_VERSION;
     h5_attr_write_int(g, "format_version", 1, &version);
     for (int i = 0; i < m->table.n; i++) {
@@ -55,6 +57,9 @@ void ckpt_load_model_from(Model *m, hid_t file, const char *path)
             ncsn_die_usage("%s: attribute %s of /model is missing", path, req[i]);
     if (!read_attr_int(g, path, "dilations", 4, c.dilations))
         ncsn_die_usage("%s: attribute dilations of /model is missing", path);
+    /* absent in files written before the plane head: off */
+    read_attr_int(g, path, "plane_head", 1, &c.plane_head);
+    h5_attr_read_double(g, path, "/model", "head_floor", 1, &c.head_floor);
     int version = 0;
     if (read_attr_int(g, path, "format_version", 1, &version) && version > NCSN_FORMAT_VERSION)
         ncsn_die_usage("%s: format_version %d is newer than this program reads (%d)", path, version,
@@ -263,6 +268,24 @@ static int try_attr_int(hid_t obj, const char *name, int n, int *v, const char *
     return 0;
 }
 
+/* head_floor is optional (files written before the plane head lack it) */
+static int try_attr_floor(hid_t obj, double *v, const char *path, char *err, size_t cap)
+{
+    if (H5Aexists(obj, "head_floor") <= 0) return 0;
+    hid_t a = H5Aopen(obj, "head_floor", H5P_DEFAULT);
+    hid_t sp = H5Aget_space(a);
+    double d = 0;
+    herr_t rc = H5Sget_simple_extent_npoints(sp) == 1 ? H5Aread(a, H5T_NATIVE_DOUBLE, &d) : -1;
+    H5Sclose(sp);
+    H5Aclose(a);
+    if (rc < 0) {
+        snprintf(err, cap, "%s: attribute head_floor of /model is unreadable", path);
+        return -1;
+    }
+    *v = d;
+    return 0;
+}
+
 static hid_t try_open(const char *path, char *err, size_t cap)
 {
     if (H5Fis_hdf5(path) <= 0) {
@@ -292,7 +315,10 @@ int ckpt_try_read_config(const char *path, NcsnConfig *cfg, float *sigmas, int *
         try_attr_int(g, "nf", 1, &cfg->nf, path, "/model", err, cap) == 0 &&
         try_attr_int(g, "num_classes", 1, &cfg->num_classes, path, "/model", err, cap) == 0 &&
         try_attr_int(g, "dilations", 4, cfg->dilations, path, "/model", err, cap) == 0 &&
-        try_attr_int(g, "scale_by_sigma", 1, &cfg->scale_by_sigma, path, "/model", err, cap) == 0) {
+        try_attr_int(g, "scale_by_sigma", 1, &cfg->scale_by_sigma, path, "/model", err, cap) == 0 &&
+        (!H5Aexists(g, "plane_head") ||
+         try_attr_int(g, "plane_head", 1, &cfg->plane_head, path, "/model", err, cap) == 0) &&
+        try_attr_floor(g, &cfg->head_floor, path, err, cap) == 0) {
         const char *bad = config_validate(cfg);
         if (bad) snprintf(err, cap, "%s: /model attributes: %s", path, bad);
         else rc = 0;
@@ -338,7 +364,13 @@ int ckpt_try_load_train(const char *path, Model *model, OptimState *o, TrainMeta
     DIFF("num_classes", cfg.num_classes, want->num_classes)
     for (int i = 0; i < 4; i++) DIFF("dilations", cfg.dilations[i], want->dilations[i])
     DIFF("scale_by_sigma", cfg.scale_by_sigma, want->scale_by_sigma)
+    DIFF("plane_head", cfg.plane_head, want->plane_head)
 #undef DIFF
+    if (!field && cfg.plane_head && cfg.head_floor != want->head_floor) {
+        field = "head_floor";
+        snprintf(have, sizeof have, "%g", cfg.head_floor);
+        snprintf(mine, sizeof mine, "%g", want->head_floor);
+    }
     if (field) {
         snprintf(err, cap, "%s: /model %s is %s in the checkpoint but %s in this run", path, field, have, mine);
         free(sig);

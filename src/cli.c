@@ -19,6 +19,8 @@
         {"num-classes", OPT_INT, "10", "number of noise levels L", F(num_classes)},                \
         {"dilations", OPT_STR, "1,2,4,8", "four stage dilations", F(dilations)},                   \
         {"no-scale-by-sigma", OPT_FLAG, NULL, "do not divide the output by sigma", F(no_scale_by_sigma)}, \
+        {"plane-head", OPT_FLAG, NULL, "predict the clean image's mean and scale (docs/quality.md)", F(plane_head)}, \
+        {"head-floor", OPT_DOUBLE, "0.05", "with --plane-head: weight floor, 1/(sigma^2+floor^2)", F(head_floor)}, \
         {"sigma-begin", OPT_DOUBLE, NULL, "largest noise level (with --sigma-end)", F(sigma_begin)}, \
         {"sigma-end", OPT_DOUBLE, NULL, "smallest noise level (with --sigma-begin)", F(sigma_end)}, \
         {"sigmas", OPT_STR, NULL, "explicit descending noise levels a,b,...", F(sigmas)}
@@ -232,6 +234,8 @@ void opt_model_config(const Options *o, NcsnConfig *cfg)
     cfg->nf = (int)o->nf;
     cfg->num_classes = (int)o->num_classes;
     cfg->scale_by_sigma = !o->no_scale_by_sigma;
+    cfg->plane_head = o->plane_head;
+    cfg->head_floor = o->head_floor;
     double d[4];
     if (parse_list(o->dilations, "dilations", d, 4) != 4)
         ncsn_die_usage("option --dilations: expected four positive integers, got '%s'", o->dilations);

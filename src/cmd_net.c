@@ -72,6 +72,8 @@ int cmd_info(const Options *o)
     printf("dilations:      %d,%d,%d,%d\n", c->dilations[0], c->dilations[1], c->dilations[2],
            c->dilations[3]);
     printf("scale_by_sigma: %s\n", c->scale_by_sigma ? "yes" : "no");
+    if (c->plane_head) printf("plane_head:     yes, head_floor %g\n", c->head_floor);
+    else printf("plane_head:     no\n");
     print_count("parameters:     ", param_count(&m));
     printf("sigmas:         ");
     if (!m.sigmas) printf("not set");
@@ -137,7 +139,7 @@ static void load_for_eval(Model *m, const Options *o, const char *cmd)
     require(o->out, cmd, "out");
     h5_quiet();
     ckpt_load_model(m, o->model);
-    if (!m->sigmas && (m->cfg.scale_by_sigma || strcmp(cmd, "grad") == 0))
+    if (!m->sigmas && (m->cfg.scale_by_sigma || m->cfg.plane_head || strcmp(cmd, "grad") == 0))
         ncsn_die_usage("%s: /model/sigmas is missing: ncsn %s needs noise levels", o->model, cmd);
 }
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ncsn/common.h"
+#include "ncsn/head.h"
 #include "ncsn/model.h"
 
 typedef struct {
@@ -54,6 +55,7 @@ struct ModelCache {
     RefineCache refine[4];
     float *r[4];
     NormEluCache end;
+    float *raw; /* the end conv's output, for the plane head's dx */
 };
 
 typedef struct {
@@ -296,7 +298,8 @@ void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int 
 {
     CHECK(s.C == m->cfg.in_channels, "input has %d channels, the model expects %d", s.C,
           m->cfg.in_channels);
-    CHECK(!m->cfg.scale_by_sigma || m->sigmas, "the model has no noise levels (sigmas not set)");
+    CHECK(!(m->cfg.scale_by_sigma || m->cfg.plane_head) || m->sigmas,
+          "the model has no noise levels (sigmas not set)");
     arena_reset(&r->act);
     arena_reset(&r->tmp);
     /* scratch for the largest conv: every dilation of the model, nf -> nf,
@@ -335,13 +338,8 @@ void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int 
     }
     norm_elu_fwd(&c, &net->end_norm, &k->end, k->r[0]);
     conv_fwd(&c, &net->end_conv, out, k->end.a, 0);
-    if (m->cfg.scale_by_sigma) {
-        size_t per = shape_count(s) / (size_t)s.N;
-        for (int n = 0; n < s.N; n++) {
-            float inv = 1.0f / m->sigmas[labels[n]];
-            for (size_t i = 0; i < per; i++) out[n * per + i] *= inv;
-        }
-    }
+    k->raw = r->inference || !m->cfg.plane_head ? NULL : arena_alloc(&r->act, shape_count(s));
+    head_forward(&m->cfg, m->sigmas, out, k->raw, x, labels, s);
 }
 
 void model_backward(Model *m, ModelRun *r, float *dx, const float *dout)
@@ -354,13 +352,9 @@ void model_backward(Model *m, ModelRun *r, float *dx, const float *dout)
     const NetLayout *net = &m->net;
     size_t mark = arena_mark(&r->tmp);
 
-    /* out = conv(a) / sigma[y]: scale the incoming gradient first. */
-    size_t n_out = shape_count(s), per = n_out / (size_t)s.N;
-    float *dscaled = arena_alloc(&r->tmp, n_out);
-    for (int n = 0; n < s.N; n++) {
-        float inv = m->cfg.scale_by_sigma ? 1.0f / m->sigmas[r->labels[n]] : 1.0f;
-        for (size_t i = 0; i < per; i++) dscaled[n * per + i] = dout[n * per + i] * inv;
-    }
+    /* out = head(conv(a), x): through the head first. */
+    float *dscaled = arena_alloc(&r->tmp, shape_count(s));
+    head_backward(&m->cfg, m->sigmas, dscaled, dx, dout, k->raw, k->x, r->labels, s);
     float *da = tmpz(&c);
     Shape end_in = c.s;
     conv_backward(da, G(&c, net->end_conv.w), G(&c, net->end_conv.b), dscaled, k->end.a,

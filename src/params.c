@@ -23,6 +23,8 @@ void config_default(NcsnConfig *cfg)
     cfg->num_classes = 10;
     for (int i = 0; i < 4; i++) cfg->dilations[i] = 1 << i;
     cfg->scale_by_sigma = 1;
+    cfg->plane_head = 0;
+    cfg->head_floor = 0.05;
 }
 
 const char *config_validate(const NcsnConfig *cfg)
@@ -35,6 +37,8 @@ const char *config_validate(const NcsnConfig *cfg)
         if (cfg->dilations[i] < 1 || cfg->dilations[i] > 1024)
             return "dilations must be positive integers (at most 1024)";
     if (cfg->scale_by_sigma != 0 && cfg->scale_by_sigma != 1) return "scale_by_sigma must be 0 or 1";
+    if (cfg->plane_head != 0 && cfg->plane_head != 1) return "plane_head must be 0 or 1";
+    if (!(cfg->head_floor >= 0.0 && cfg->head_floor <= 1e3)) return "head_floor must be in 0..1000";
     return NULL;
 }
 

@@ -92,6 +92,7 @@ expect "init: bad dilations"         "option --dilations: expected four positive
 expect "init: unknown option"        "unknown option --bogus for 'ncsn init'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --bogus 3
 expect "init: bad number"            "option --nf: expected an integer, got 'x'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --nf x
 expect "unknown command"             "unknown command 'trian'" "" -- "$NCSN" trian
+expect "init: negative head floor"   "model options: head_floor must be in 0..1000" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --plane-head --head-floor -1
 
 T=(--run-dir "$W/run" --in-channels 1 --nf 8 --num-classes 3 --sigmas 1,0.5,0.1 --steps 2 --batch 4)
 expect "train: data missing"         "$W/none.h5: cannot open file" "" -- "$NCSN" train --data "$W/none.h5" "${T[@]}"
@@ -108,6 +109,15 @@ rc=$?
 n=$(grep -c "^ncsn: option --batch: the global batch (1) is smaller than the number of ranks (2)" "$W/stderr")
 if [ $rc -eq 2 ] && [ "$n" -eq 1 ]; then echo "ok   train: batch smaller than rank count (2 ranks, one message)"
 else echo "FAIL train: batch < ranks: rc=$rc, $n messages"; cat "$W/stderr"; failed=1; fi
+
+# The plane head and its floor are part of the model: info shows them, and a
+# resume with another floor is refused naming it.
+P=(--data "$W/d_good.h5" --run-dir "$W/plane" --in-channels 1 --nf 8 --num-classes 3 --sigmas 1,0.5,0.1 --batch 4 --plane-head)
+"$NCSN" train "${P[@]}" --steps 2 --ckpt-every 2 >"$W/stdout" 2>&1 || { echo "FAIL plane head: training failed"; cat "$W/stdout"; failed=1; }
+if "$NCSN" info "$W/plane/latest.h5" | grep -q "^plane_head: *yes, head_floor 0.05$"; then echo "ok   info: plane_head yes, head_floor 0.05"
+else echo "FAIL info does not show the plane head:"; "$NCSN" info "$W/plane/latest.h5"; failed=1; fi
+expect "train: resume with another head floor" "/model head_floor is 0.05 in the checkpoint but 0.1 in this run" "" -- \
+    "$NCSN" train "${P[@]}" --steps 4 --head-floor 0.1 --resume "$W/plane/latest.h5"
 
 [ $failed -eq 0 ] && echo "bad_input: all checks passed"
 exit $failed

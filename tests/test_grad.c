@@ -272,7 +272,42 @@ static double net_loss(Net *n)
     return dsm_step(&n->m, &n->run, &n->w, n->x, n->labels, n->noise, n->s, 1.0f / n->s.N, NULL) / n->s.N;
 }
 
-static void test_network(int scale_by_sigma)
+/* sum(wout * s(x)) and its gradient in x, for the input-gradient check */
+static double net_dot(Net *n, const float *wout, float *out)
+{
+    model_forward(&n->m, &n->run, out, n->x, n->labels, n->s);
+    double v = 0;
+    for (size_t i = 0; i < shape_count(n->s); i++) v += (double)wout[i] * out[i];
+    return v;
+}
+
+static void test_input_grad(Net *n, const char *what)
+{
+    size_t count = shape_count(n->s);
+    float *wout = randn(count, 23, 1.0f), *out = xmalloc(count * sizeof(float));
+    float *dx = xcalloc(count, sizeof(float));
+    net_dot(n, wout, out);
+    model_backward(&n->m, &n->run, dx, wout);
+    double num = 0, den = 0, eps = 1e-3;
+    for (size_t i = 0; i < count; i += 3) {
+        float keep = n->x[i];
+        n->x[i] = keep + (float)eps;
+        double lp = net_dot(n, wout, out);
+        n->x[i] = keep - (float)eps;
+        double lm = net_dot(n, wout, out);
+        n->x[i] = keep;
+        double fd = (lp - lm) / (2 * eps);
+        num += (fd - dx[i]) * (fd - dx[i]);
+        den += fd * fd;
+    }
+    double rel = sqrt(num / den);
+    int ok = rel <= TOL_NET;
+    printf("network output, %s  d/x rel.err %.2e %s\n", what, rel, ok ? "ok" : "FAIL");
+    if (!ok) g_failed = 1;
+    free(wout), free(out), free(dx);
+}
+
+static void test_network(int scale_by_sigma, int plane_head)
 {
     Net n;
     memset(&n, 0, sizeof n);
@@ -283,6 +318,8 @@ static void test_network(int scale_by_sigma)
     cfg.num_classes = 3;
     cfg.dilations[0] = 1; cfg.dilations[1] = 2; cfg.dilations[2] = 3; cfg.dilations[3] = 1;
     cfg.scale_by_sigma = scale_by_sigma;
+    cfg.plane_head = plane_head;
+    cfg.head_floor = 0.3f;
     model_init(&n.m, &cfg);
     float *p = randn(n.m.table.total, 20, 0.3f);
     memcpy(n.m.params, p, n.m.table.total * sizeof(float));
@@ -302,7 +339,7 @@ static void test_network(int scale_by_sigma)
     double eps = 1e-3;
     int used = 0;
     for (int k = 0; used < 300; k++) {
-        rng_block(w, 78, 2, (uint32_t)scale_by_sigma, (uint32_t)k, 0);
+        rng_block(w, 78, 2, (uint32_t)(scale_by_sigma + 2 * plane_head), (uint32_t)k, 0);
         const ParamSpec *ps = &n.m.table.specs[w[0] % n.m.table.n];
         if (strncmp(ps->key, "refine4.msf", 11) == 0) continue;
         size_t i = ps->offset + w[1] % ps->count;
@@ -319,9 +356,11 @@ static void test_network(int scale_by_sigma)
     }
     double rel = sqrt(num / den);
     int ok = rel <= TOL_NET;
-    printf("DSM loss, scale_by_sigma=%d          d/params rel.err %.2e %s\n", scale_by_sigma, rel,
-           ok ? "ok" : "FAIL");
+    char what[64];
+    snprintf(what, sizeof what, "scale_by_sigma=%d plane_head=%d", scale_by_sigma, plane_head);
+    printf("DSM loss, %s       d/params rel.err %.2e %s\n", what, rel, ok ? "ok" : "FAIL");
     if (!ok) g_failed = 1;
+    test_input_grad(&n, what);
     free(g);
     dsm_work_free(&n.w);
     model_run_free(&n.run);
@@ -354,8 +393,10 @@ int main(void)
     test_elu();
     test_norm_elu_fused();
     test_pool();
-    test_network(1);
-    test_network(0);
+    test_network(1, 0);
+    test_network(0, 0);
+    test_network(1, 1);
+    test_network(0, 1);
     if (g_failed) printf("FAILED\n");
     return g_failed;
 }

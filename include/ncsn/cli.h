@@ -30,6 +30,8 @@ typedef struct {
     /* model */
     long in_channels, nf, num_classes;
     int no_scale_by_sigma;
+    int plane_head;
+    double head_floor;
     double sigma_begin, sigma_end;
     uint64_t seed;
     /* training */

@@ -22,6 +22,12 @@ typedef struct {
     int num_classes;
     int dilations[4];
     int scale_by_sigma;
+    /* Off by default (0). On: in the plane of each channel's mean and its
+     * own pattern, which the network cannot see, the output predicts the
+     * clean image (src/head.c); head_floor >= 0 bounds that part's weight
+     * at the smallest levels to 1 / (sigma^2 + head_floor^2). */
+    int plane_head;
+    double head_floor;
 } NcsnConfig;
 
 void config_default(NcsnConfig *cfg);

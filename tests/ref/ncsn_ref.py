@@ -228,7 +228,7 @@ class NCSNRef(nn.Module):
     """The NCSN score network s(x, y) of DESIGN.md section 1."""
 
     def __init__(self, in_channels=3, nf=128, num_classes=10, dilations=(1, 2, 4, 8),
-                 scale_by_sigma=True, sigmas=None):
+                 scale_by_sigma=True, sigmas=None, plane_head=False, head_floor=0.05):
         super().__init__()
         dilations = tuple(int(d) for d in dilations)
         if len(dilations) != 4 or min(dilations) < 1:
@@ -238,6 +238,8 @@ class NCSNRef(nn.Module):
         self.num_classes = int(num_classes)
         self.dilations = dilations
         self.scale_by_sigma = bool(scale_by_sigma)
+        self.plane_head = bool(plane_head)
+        self.head_floor = float(head_floor)
 
         # Buffer, not a parameter. NaN means "not set".
         self.register_buffer("sigmas", torch.full((self.num_classes,), float("nan")))
@@ -289,10 +291,21 @@ class NCSNRef(nn.Module):
         r2 = self.refine2([h2, r3], y)
         r1 = self.refine1([h1, r2], y)
         out = self.end_conv(F.elu(self.end_norm(r1, y)))
-        if self.scale_by_sigma:
+        k = 1.0
+        if self.scale_by_sigma or self.plane_head:
             self._need_sigmas()
-            out = out / self.sigmas[y].reshape(-1, 1, 1, 1)
-        return out
+        if self.scale_by_sigma:
+            k = 1.0 / self.sigmas[y].reshape(-1, 1, 1, 1)
+        if not self.plane_head:
+            return out * k
+        # src/head.c: in the plane of each channel's mean and centred
+        # pattern u of x, the output predicts the clean image
+        d2 = self.sigmas[y].reshape(-1, 1, 1, 1) ** 2 + self.head_floor ** 2
+        xc = x - x.mean(dim=(2, 3), keepdim=True)
+        r = xc.flatten(2).norm(dim=2)[..., None, None]
+        u = torch.where(r > 0, xc / r.clamp_min(1e-30), torch.zeros_like(xc))
+        par = out.mean(dim=(2, 3), keepdim=True) + (out * u).sum(dim=(2, 3), keepdim=True) * u
+        return k * (out - par) + (par - x) / d2
 
     def dsm_loss(self, x, labels, noise):
         """DESIGN section 2 with given labels and noise z:
@@ -348,6 +361,8 @@ def save_model_h5(model, path):
         g.attrs["num_classes"] = np.int32(model.num_classes)
         g.attrs["dilations"] = np.asarray(model.dilations, dtype=np.int32)
         g.attrs["scale_by_sigma"] = np.int32(1 if model.scale_by_sigma else 0)
+        g.attrs["plane_head"] = np.int32(1 if model.plane_head else 0)
+        g.attrs["head_floor"] = np.float64(model.head_floor)
         g.attrs["format_version"] = np.int32(FORMAT_VERSION)
         for key, p in model.named_parameters():
             g.create_dataset(key, data=p.detach().cpu().numpy().astype(np.float32))
@@ -370,7 +385,9 @@ def load_model_h5(path):
         model = NCSNRef(in_channels=int(g.attrs["in_channels"]), nf=int(g.attrs["nf"]),
                         num_classes=int(g.attrs["num_classes"]),
                         dilations=tuple(int(d) for d in dil),
-                        scale_by_sigma=bool(int(g.attrs["scale_by_sigma"])))
+                        scale_by_sigma=bool(int(g.attrs["scale_by_sigma"])),
+                        plane_head=bool(int(g.attrs.get("plane_head", 0))),
+                        head_floor=float(g.attrs.get("head_floor", 0.05)))
         keys = set(model.param_keys())
         names = set(g.keys())
         missing = sorted(keys - names)
