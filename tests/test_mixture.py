@@ -10,8 +10,9 @@ score has the closed form
     s(x) = sum_k r_k(x) (mu_k - x) / sigma^2,
     r_k(x) = softmax_k(log w_k - |x - mu_k|^2 / (2 sigma^2)).
 
-A tiny model (nf 8, 10 levels chosen from the data, 3000 steps of 32,
-Adam 1e-3, EMA 0.999) is trained on 2 ranks with the recommended settings
+A tiny model (nf 8, 10 levels chosen from the data, 3000 steps of 32 at
+Adam 1e-3, then 1000 at 1e-4, EMA 0.999) is trained on 2 ranks with the
+recommended settings
 for data like these: --plane-head (the network then predicts the clean
 image along each channel's mean and scale, which the default network cannot
 see: every path passes an instance norm) and --grad-clip 200 (the plane
@@ -24,23 +25,24 @@ docs/quality.md has the measurements behind each choice. Then:
 (a) at each noise level, on 200 points x = mu_k + sigma z (the distribution
     the loss trains on), the relative error |s_net - s|/|s| of the learned
     score must stay below SCORE_TOL = 0.6. The zero score has error 1.0;
-    measured here: 0.04 at the largest level rising to 0.49 at the
-    smallest (the default network: 0.22 to 0.52). The script also prints
+    measured after the first 3000 steps: 0.04 at the largest level rising
+    to 0.49 at the smallest (the default network: 0.22 to 0.52). The script also prints
     the error of the score of one Gaussian fitted to the data.
 (b) 150 samples (annealed Langevin, EMA weights, denoised, no clamp) must
     land near a prototype (distance below NEAR, a tenth of the smallest
     distance between prototypes; 0.68, or 0.085 per pixel) for at least
-    90 % of them: measured 97-100 % (the default network: 0-13 %, with or
-    without the clamp). Their counts per prototype are checked with a
+    90 % of them: measured 97-99 % (the default network: 0-13 %, with or
+    without the clamp), and their counts per prototype must pass a
     chi-square test against the weights at the 1 % level (2 degrees of
     freedom: chi2 < 9.21), which an exact sampler fails once in 100 runs.
-    This check is printed, and fails the test only with
-    NCSN_MIXTURE_STRICT=1: the trained score still under-weights the
-    0.2-weight prototype (pooled over sampler seeds 1-3: 0.57 / 0.32 /
-    0.11; chi2 12.4, 4.3 and 6.1), docs/quality.md.
+    Measured for sampler seeds 1 / 2 / 3: chi2 6.4 / 2.7 / 3.2. Without
+    the 1000 steps at 1e-4 the seeds gave 12.4 / 4.3 / 6.1: the weights
+    at lr 1e-3 still fluctuate. The 0.2-weight prototype remains
+    under-weighted (pooled 0.56 / 0.30 / 0.14), docs/quality.md.
 
 Knobs for experiments (environment): NCSN_MIXTURE_STEPS (3000),
-NCSN_MIXTURE_LR (1e-3), NCSN_MIXTURE_EMA (0.999), NCSN_MIXTURE_LEVELS (10),
+NCSN_MIXTURE_LR (1e-3), NCSN_MIXTURE_FINE_STEPS (1000) and
+NCSN_MIXTURE_FINE_LR (1e-4) for the second phase, NCSN_MIXTURE_EMA (0.999), NCSN_MIXTURE_LEVELS (10),
 NCSN_MIXTURE_RANKS (2; training and sampling do not depend on it),
 NCSN_MIXTURE_TRAIN_ARGS ("--plane-head --grad-clip 200"; "" trains the
 default network) and NCSN_MIXTURE_SAMPLE_ARGS ("--no-clip"),
@@ -63,6 +65,8 @@ LAUNCH = os.environ.get("MPI_LAUNCH", "mpiexec --oversubscribe -n").split()
 STEPS = int(os.environ.get("NCSN_MIXTURE_STEPS", "3000"))
 LR = os.environ.get("NCSN_MIXTURE_LR", "1e-3")
 EMA = os.environ.get("NCSN_MIXTURE_EMA", "0.999")
+FINE_STEPS = int(os.environ.get("NCSN_MIXTURE_FINE_STEPS", "1000"))
+FINE_LR = os.environ.get("NCSN_MIXTURE_FINE_LR", "1e-4")
 LEVELS = os.environ.get("NCSN_MIXTURE_LEVELS", "10")
 RANKS = os.environ.get("NCSN_MIXTURE_RANKS", "2")
 MODEL = os.environ.get("NCSN_MIXTURE_MODEL")  # an existing model: skip training
@@ -110,10 +114,12 @@ def main():
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     model = MODEL or f"{WD}/run/model.h5"
     if not MODEL:
-        run(LAUNCH + [RANKS, NCSN, "train", "--data", data, "--run-dir", f"{WD}/run", "--in-channels", "1",
-                      "--nf", "8", "--num-classes", LEVELS, "--batch", "32", "--steps", str(STEPS), "--lr", LR,
-                      "--ckpt-every", "0", "--ema", EMA, "--resume", "none", "--log-every", "500"] + TRAIN_ARGS,
-            env=env)
+        train = LAUNCH + [RANKS, NCSN, "train", "--data", data, "--run-dir", f"{WD}/run", "--in-channels", "1",
+                          "--nf", "8", "--num-classes", LEVELS, "--batch", "32", "--ckpt-every", "0",
+                          "--ema", EMA, "--log-every", "500"] + TRAIN_ARGS
+        run(train + ["--steps", str(STEPS), "--lr", LR, "--resume", "none"], env=env)
+        if FINE_STEPS > 0:  # the same run continued at a lower rate
+            run(train + ["--steps", str(STEPS + FINE_STEPS), "--lr", FINE_LR, "--resume", "auto"], env=env)
     with h5py.File(model, "r") as f:
         sig = f["model/sigmas"][()].astype(np.float64)
 
@@ -156,15 +162,10 @@ def main():
     expected = WEIGHTS * len(S)
     chi2 = float(((counts - expected) ** 2 / expected).sum())
     good_near, good_chi2 = frac >= 0.9, chi2 < CHI2_CRIT
-    ok &= good_near
+    ok &= good_near and good_chi2
     print(f"(b) {frac:.1%} of samples within {NEAR:.2f} of a prototype (need 90%) {'ok' if good_near else 'FAIL'}")
     print(f"(b) counts {counts.tolist()} vs expected {expected.tolist()}: chi2 {chi2:.2f} (limit {CHI2_CRIT}) "
           f"{'ok' if good_chi2 else 'FAIL'}")
-    if not good_chi2:
-        if os.environ.get("NCSN_MIXTURE_STRICT") == "1":
-            ok = False
-        else:
-            print("(b) proportions: KNOWN FAILURE (docs/quality.md); NCSN_MIXTURE_STRICT=1 makes it fail the test")
     print("mixture:", "checks passed" if ok else "FAILED")
     sys.exit(0 if ok else 1)
 
