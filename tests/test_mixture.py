@@ -25,8 +25,8 @@ docs/quality.md has the measurements behind each choice. Then:
 (a) at each noise level, on 200 points x = mu_k + sigma z (the distribution
     the loss trains on), the relative error |s_net - s|/|s| of the learned
     score must stay below SCORE_TOL = 0.6. The zero score has error 1.0;
-    measured after the first 3000 steps: 0.04 at the largest level rising
-    to 0.49 at the smallest (the default network: 0.22 to 0.52). The script also prints
+    measured: 0.03 at the largest level rising to 0.43 at the smallest
+    (the default network: 0.22 to 0.52). The script also prints
     the error of the score of one Gaussian fitted to the data.
 (b) 150 samples (annealed Langevin, EMA weights, denoised, no clamp) must
     land near a prototype (distance below NEAR, a tenth of the smallest
