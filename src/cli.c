@@ -234,6 +234,8 @@ void opt_model_config(const Options *o, NcsnConfig *cfg)
     cfg->nf = (int)o->nf;
     cfg->num_classes = (int)o->num_classes;
     cfg->scale_by_sigma = !o->no_scale_by_sigma;
+    if (!o->plane_head && o->head_floor != cfg->head_floor) /* cfg still holds the default */
+        ncsn_die_usage("option --head-floor has no effect without --plane-head");
     cfg->plane_head = o->plane_head;
     cfg->head_floor = o->head_floor;
     double d[4];

@@ -92,6 +92,7 @@ expect "init: bad dilations"         "option --dilations: expected four positive
 expect "init: unknown option"        "unknown option --bogus for 'ncsn init'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --bogus 3
 expect "init: bad number"            "option --nf: expected an integer, got 'x'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --nf x
 expect "unknown command"             "unknown command 'trian'" "" -- "$NCSN" trian
+expect "init: floor without the head" "option --head-floor has no effect without --plane-head" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --head-floor 0.1
 expect "init: negative head floor"   "model options: head_floor must be in 0..1000" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --plane-head --head-floor -1
 
 T=(--run-dir "$W/run" --in-channels 1 --nf 8 --num-classes 3 --sigmas 1,0.5,0.1 --steps 2 --batch 4)
