@@ -248,8 +248,9 @@ static int try_group(hid_t f, const char *group, const Model *m, float *buf, con
     return 0;
 }
 
-static int try_attr_int(hid_t obj, const char *name, int n, int *v, const char *path,
-                        const char *where, char *err, size_t cap)
+/* reads n values of a numeric attribute as type; 0, or -1 with err set */
+static int try_attr(hid_t obj, const char *name, int n, hid_t type, void *v, const char *path,
+                    const char *where, char *err, size_t cap)
 {
     if (H5Aexists(obj, name) <= 0) {
         snprintf(err, cap, "%s: attribute %s of %s is missing", path, name, where);
@@ -259,7 +260,7 @@ static int try_attr_int(hid_t obj, const char *name, int n, int *v, const char *
     hid_t sp = H5Aget_space(a);
     int count = (int)H5Sget_simple_extent_npoints(sp);
     H5Sclose(sp);
-    herr_t rc = count == n ? H5Aread(a, H5T_NATIVE_INT, v) : -1;
+    herr_t rc = count == n ? H5Aread(a, type, v) : -1;
     H5Aclose(a);
     if (rc < 0) {
         snprintf(err, cap, "%s: attribute %s of %s is unreadable", path, name, where);
@@ -268,22 +269,17 @@ static int try_attr_int(hid_t obj, const char *name, int n, int *v, const char *
     return 0;
 }
 
-/* head_floor is optional (files written before the plane head lack it) */
-static int try_attr_floor(hid_t obj, double *v, const char *path, char *err, size_t cap)
+static int try_attr_int(hid_t obj, const char *name, int n, int *v, const char *path,
+                        const char *where, char *err, size_t cap)
 {
-    if (H5Aexists(obj, "head_floor") <= 0) return 0;
-    hid_t a = H5Aopen(obj, "head_floor", H5P_DEFAULT);
-    hid_t sp = H5Aget_space(a);
-    double d = 0;
-    herr_t rc = H5Sget_simple_extent_npoints(sp) == 1 ? H5Aread(a, H5T_NATIVE_DOUBLE, &d) : -1;
-    H5Sclose(sp);
-    H5Aclose(a);
-    if (rc < 0) {
-        snprintf(err, cap, "%s: attribute head_floor of /model is unreadable", path);
-        return -1;
-    }
-    *v = d;
-    return 0;
+    return try_attr(obj, name, n, H5T_NATIVE_INT, v, path, where, err, cap);
+}
+
+/* an attribute that older files lack: absent leaves v as it is */
+static int try_attr_optional(hid_t obj, const char *name, hid_t type, void *v, const char *path,
+                             const char *where, char *err, size_t cap)
+{
+    return H5Aexists(obj, name) <= 0 ? 0 : try_attr(obj, name, 1, type, v, path, where, err, cap);
 }
 
 static hid_t try_open(const char *path, char *err, size_t cap)
@@ -316,9 +312,8 @@ int ckpt_try_read_config(const char *path, NcsnConfig *cfg, float *sigmas, int *
         try_attr_int(g, "num_classes", 1, &cfg->num_classes, path, "/model", err, cap) == 0 &&
         try_attr_int(g, "dilations", 4, cfg->dilations, path, "/model", err, cap) == 0 &&
         try_attr_int(g, "scale_by_sigma", 1, &cfg->scale_by_sigma, path, "/model", err, cap) == 0 &&
-        (!H5Aexists(g, "plane_head") ||
-         try_attr_int(g, "plane_head", 1, &cfg->plane_head, path, "/model", err, cap) == 0) &&
-        try_attr_floor(g, &cfg->head_floor, path, err, cap) == 0) {
+        try_attr_optional(g, "plane_head", H5T_NATIVE_INT, &cfg->plane_head, path, "/model", err, cap) == 0 &&
+        try_attr_optional(g, "head_floor", H5T_NATIVE_DOUBLE, &cfg->head_floor, path, "/model", err, cap) == 0) {
         const char *bad = config_validate(cfg);
         if (bad) snprintf(err, cap, "%s: /model attributes: %s", path, bad);
         else rc = 0;

@@ -20,22 +20,20 @@
 #include <math.h>
 #include <string.h>
 
-/* mean of x and |x - mean x| of one plane */
-static void plane_geom(const float *x, size_t P, double *xbar, double *r)
-{
-    double sum = 0;
-    for (size_t i = 0; i < P; i++) sum += x[i];
-    *xbar = sum / (double)P;
-    double ss = 0;
-    for (size_t i = 0; i < P; i++) ss += (x[i] - *xbar) * (x[i] - *xbar);
-    *r = sqrt(ss);
-}
-
 static double mean_of(const float *v, size_t P)
 {
     double sum = 0;
     for (size_t i = 0; i < P; i++) sum += v[i];
     return sum / (double)P;
+}
+
+/* mean of x and |x - mean x| of one plane */
+static void plane_geom(const float *x, size_t P, double *xbar, double *r)
+{
+    *xbar = mean_of(x, P);
+    double ss = 0;
+    for (size_t i = 0; i < P; i++) ss += (x[i] - *xbar) * (x[i] - *xbar);
+    *r = sqrt(ss);
 }
 
 /* v . u, with u = (x - xbar) / r, or 0 when x is constant */
