@@ -13,6 +13,11 @@ when a job was killed) are skipped with a warning.
 Plots loss against step, raw and as a trailing moving average over W logged
 points (default: about 1/50 of them, at least 1), to a PNG (default
 RUN_DIR/loss.png).  Exit status 2 when the file is missing or has no usable rows.
+
+When RUN_DIR/eval.csv exists (written by `ncsn train --sample-every K
+--eval-data FILE`: step,fd,fd_floor,classifier_score,classes_5pct), a second
+panel beside the loss draws the samples' feature-space distance against
+step, with the real images' floor as a dashed line.
 """
 
 import argparse
@@ -64,6 +69,28 @@ def read_metrics(path):
     return steps, [by_step[s] for s in steps], rows
 
 
+def read_eval(path):
+    """-> {step: (fd, fd_floor)} from RUN_DIR/eval.csv, last row per step; {} if absent."""
+    if not os.path.isfile(path):
+        return {}
+    by_step = {}
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        if "step" not in header or "fd" not in header:
+            print(f"{PROG}: warning: {path}: no step and fd columns; not drawn", file=sys.stderr)
+            return {}
+        i_step, i_fd = header.index("step"), header.index("fd")
+        i_floor = header.index("fd_floor") if "fd_floor" in header else None
+        for row in reader:
+            try:
+                floor = float(row[i_floor]) if i_floor is not None else float("nan")
+                by_step[int(float(row[i_step]))] = (float(row[i_fd]), floor)
+            except (IndexError, ValueError):
+                continue
+    return by_step
+
+
 def moving_average(values, window):
     """Trailing mean over the last `window` finite values (fewer at the start)."""
     out = []
@@ -105,7 +132,18 @@ def main(argv):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    evals = read_eval(os.path.join(a.run_dir, "eval.csv"))
+    if evals:
+        fig, (ax, ax_fd) = plt.subplots(1, 2, figsize=(13, 4.5), dpi=100)
+        e_steps = sorted(evals)
+        ax_fd.plot(e_steps, [evals[k][0] for k in e_steps], "o-", color="tab:red", label="samples")
+        ax_fd.plot(e_steps, [evals[k][1] for k in e_steps], "--", color="gray", label="real images (floor)")
+        ax_fd.set_xlabel("step")
+        ax_fd.set_ylabel("feature-space distance (lower is better)")
+        ax_fd.grid(True, alpha=0.3)
+        ax_fd.legend()
+    else:
+        fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     ax.plot(steps, losses, lw=0.8, alpha=0.35, color="tab:blue", label="loss")
     ax.plot(steps, smooth, lw=1.8, color="tab:blue", label=f"moving average ({window} points)")
     if a.log_y and all(v > 0 for v in losses if math.isfinite(v)):

@@ -38,6 +38,12 @@ void grad_scale(float *g, size_t n, float s)
     for (size_t i = 0; i < n; i++) g[i] *= s;
 }
 
+double ema_rate_at(double rate, long t, int warmup)
+{
+    double ramp = (1.0 + (double)t) / (10.0 + (double)t);
+    return warmup && ramp < rate ? ramp : rate;
+}
+
 void ema_update(float *ema, const float *p, size_t n, float rate)
 {
 #pragma omp parallel for schedule(static)

@@ -444,7 +444,8 @@ static int train_loop(Trainer *t, long start)
         if (o->dump_grads && rank == 0) dump_grads(t, step + 1);
         if (o->grad_clip > 0 && gnorm > o->grad_clip) grad_scale(m->grads, total, (float)(o->grad_clip / gnorm));
         adam_step(&t->adam, step + 1, m->params, m->grads, t->opt.m, t->opt.v, total);
-        if (t->opt.ema) ema_update(t->opt.ema, m->params, total, (float)o->ema_rate);
+        if (t->opt.ema)
+            ema_update(t->opt.ema, m->params, total, (float)ema_rate_at(o->ema_rate, step + 1, !o->no_ema_warmup));
         double dt = ncsn_now() - t0;
         progress_line(t, &p, step + 1, sum / (double)B, adam_lr(&t->adam, step + 1), gnorm, (double)B / dt);
         long done = step + 1;

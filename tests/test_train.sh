@@ -8,6 +8,9 @@
 #     loss of the zero score (E|z|^2 = 64 per image), and below half the mean
 #     of the first 5 steps (measured: 109 -> 36). About 40 s on 2 cores.
 #  3. A diverging run (--lr 1e30) stops naming the step and the rank.
+#  4. The EMA follows ema_t = r_t ema_{t-1} + (1 - r_t) p_t from ema_0 = p_0,
+#     with r_t = min(rate, (1+t)/(10+t)) by default and r_t = rate with
+#     --no-ema-warmup (checked on the checkpoints of every step, 1e-6).
 set -euo pipefail
 NCSN=$1 SRC=$2
 PY=${PYTHON:-/usr/bin/python3}
@@ -69,4 +72,28 @@ if [ $rc -ne 0 ] && grep -qE "non-finite (loss at step [0-9]+ on rank [0-9]|grad
 else
     echo "FAIL: a diverging run (--lr 1e30) did not stop with a non-finite message (exit $rc)"; tail -5 "$W/nan.log"; exit 1
 fi
+# 4. The EMA's warm-up, against the recursion on the weights of each step.
+for mode in warmup fixed; do
+    extra=(); [ $mode = fixed ] && extra=(--no-ema-warmup)
+    "$NCSN" train --data "$W/fm8.h5" --run-dir "$W/ema-$mode" --in-channels 1 --nf 8 --num-classes 4 \
+        --sigmas 1,0.5,0.2,0.05 --batch 8 --steps 4 --ckpt-every 1 --keep 10 --ema 0.9 "${extra[@]}" >"$W/ema.log"
+    "$NCSN" init --out "$W/ema-$mode/init.h5" --in-channels 1 --nf 8 --num-classes 4 --sigmas 1,0.5,0.2,0.05 >/dev/null
+    $PY - "$W/ema-$mode" $mode <<'PYEOF'
+import sys, h5py, numpy as np
+d, mode = sys.argv[1], sys.argv[2]
+def flat(path, group):
+    with h5py.File(path, "r") as f:
+        return np.concatenate([f[group][k][()].ravel().astype(np.float64) for k in sorted(f[group].keys()) if k != "sigmas"])
+ema = flat(f"{d}/init.h5", "model")
+worst = 0.0
+for t in range(1, 5):
+    ck = f"{d}/ckpt-{t:08d}.h5"
+    rate = min(0.9, (1 + t) / (10 + t)) if mode == "warmup" else 0.9
+    ema = rate * ema + (1 - rate) * flat(ck, "model")
+    got = flat(ck, "ema")
+    worst = max(worst, np.abs(got - ema).max() / np.abs(ema).max())
+print(f"EMA ({mode}): worst relative difference to the recursion over 4 steps {worst:.2e} (limit 1e-6)")
+sys.exit(0 if worst <= 1e-6 else 1)
+PYEOF
+done
 echo "train_ranks: all checks passed"

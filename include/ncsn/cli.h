@@ -38,6 +38,7 @@ typedef struct {
     long steps, batch, ckpt_every, keep, warmup, log_every;
     double lr, ema_rate, weight_decay, grad_clip, sigma_pick;
     long bucket_mb;
+    int no_ema_warmup;
     /* sampling */
     long n, image_size, height, width, steps_each, micro_batch;
     double step_lr;

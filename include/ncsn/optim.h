@@ -19,6 +19,11 @@ void adam_step(const AdamConfig *c, long t, float *p, const float *g, float *m, 
 /* sqrt(sum g^2), accumulated in double. */
 double grad_norm(const float *g, size_t n);
 void grad_scale(float *g, size_t n, float s);
+/* The EMA rate used at optimizer step t (1-based): with warm-up,
+ * min(rate, (1 + t) / (10 + t)), so a short run's average is not dominated
+ * by the initial weights (0.999^800 = 0.45 of them would remain after 800
+ * steps at a fixed 0.999); without, the fixed rate. */
+double ema_rate_at(double rate, long t, int warmup);
 /* ema = rate * ema + (1 - rate) * p */
 void ema_update(float *ema, const float *p, size_t n, float rate);
 
