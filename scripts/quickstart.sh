@@ -32,7 +32,7 @@ $PY "$SRC/scripts/ncsn_convert.py" --format idx "$FM/t10k-images-idx3-ubyte.gz" 
     --out "$ROOT/heldout.h5" --size "$SIZE" --limit 2000
 
 echo "== train: 2 ranks, nf $NF, $STEPS steps of $BATCH images (resumes if run again)"
-"${MPI[@]}" "$NCSN" train --data "$ROOT/train.h5" --run-dir "$ROOT/run" --in-channels 1 --nf "$NF" \
+"${MPI[@]}" "$NCSN" train --data "$ROOT/train.h5" --run-dir "$ROOT/run" --in-channels 1 --nf "$NF" --num-classes 10 \
     --batch "$BATCH" --steps "$STEPS" --lr 1e-3 --ema 0.999 --ckpt-every 200 --log-every 50
 
 echo "== sample: $SAMPLES samples on 2 ranks with the EMA weights"

@@ -196,6 +196,7 @@ void ckpt_save_train(const char *path, const Model *model, const OptimState *o, 
     h5_attr_write_int(t, "has_ema", 1, ints);
     h5_attr_write_str(t, "rng", "philox4x32-10, counter-based: draws are functions of (seed, step, sample)");
     h5_attr_write_str(t, "options", options_text ? options_text : "");
+    if (meta->sigma_rule[0]) h5_attr_write_str(t, "sigma_rule", meta->sigma_rule);
     ints[0] = NCSN_FORMAT_VERSION;
     h5_attr_write_int(t, "format_version", 1, ints);
     H5Gclose(t);
@@ -401,6 +402,7 @@ int ckpt_try_load_train(const char *path, Model *model, OptimState *o, TrainMeta
                 H5Aclose(a);
             }
         }
+        if (rc == 0) h5_attr_read_str(t, "sigma_rule", meta->sigma_rule, sizeof meta->sigma_rule);
         H5Gclose(t);
     }
     if (rc == 0) rc = try_group(f, "/model", model, model->params, path, err, cap);

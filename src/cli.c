@@ -72,8 +72,9 @@ static const OptSpec SAMPLE_OPTS[] = {
     {"image-size", OPT_INT, "32", "height and width of the samples", F(image_size)},
     {"height", OPT_INT, NULL, "height (overrides --image-size)", F(height)},
     {"width", OPT_INT, NULL, "width (overrides --image-size)", F(width)},
-    {"steps-each", OPT_INT, "100", "Langevin steps per noise level", F(steps_each)},
-    {"step-lr", OPT_DOUBLE, "2e-5", "Langevin step size at the smallest level", F(step_lr)},
+    {"sampler", OPT_STR, "als", "als (annealed Langevin) or cas (consistent annealed sampling)", F(sampler)},
+    {"steps-each", OPT_INT, "100", "Langevin steps per noise level (als; cas takes 1)", F(steps_each)},
+    {"step-lr", OPT_STR, "2e-5", "step size eps at the smallest level, or auto (als: NCSNv2 technique 4)", F(step_lr)},
     {"no-clip", OPT_FLAG, NULL, "do not clamp to [-1, 1] after each step", F(no_clip)},
     {"denoise", OPT_FLAG, NULL, "final denoising step with the smallest level", F(denoise)},
     {"init-dist", OPT_STR, "uniform", "initial distribution: uniform or normal", F(init_dist)},
@@ -99,7 +100,7 @@ static const Command COMMANDS[] = {
     {"score", SCORE_OPTS, cmd_score, "write s(x, labels) for /x and /labels of an input file"},
     {"grad", SCORE_OPTS, cmd_grad, "write the DSM loss and its gradient for /x, /labels, /noise"},
     {"train", TRAIN_OPTS, cmd_train, "train with annealed DSM (under mpirun/srun for many ranks)"},
-    {"sample", SAMPLE_OPTS, cmd_sample, "annealed Langevin sampling (under mpirun/srun for many ranks)"},
+    {"sample", SAMPLE_OPTS, cmd_sample, "annealed Langevin or consistent annealed sampling (under mpirun/srun for many ranks)"},
     {NULL, NULL, NULL, NULL}};
 
 static const Command *g_cmd;

@@ -1,11 +1,21 @@
-/* sample.c: `ncsn sample`, annealed Langevin dynamics (DESIGN.md 3) spread
+/* sample.c: `ncsn sample`, annealed Langevin dynamics (DESIGN.md 3) or
+ * consistent annealed sampling (Jolicoeur-Martineau et al. 2021), spread
  * over MPI ranks.
+ *
+ * Both samplers make, at level i, T updates x <- x + a_i s(x, i) + c_i z:
+ *   ALS: T = --steps-each, a_i = eps sigma_i^2/sigma_L^2, c_i = sqrt(2 a_i);
+ *   CAS: T = 1, a_i = eta sigma_i^2 with eta = eps/sigma_L^2, and
+ *        c_i = beta_i sigma_{i+1}, beta_i = sqrt(1 - ((1 - eta)/gamma_i)^2),
+ *        gamma_i = sigma_{i+1}/sigma_i; c = 0 at the last level.
+ * CAS's noise keeps the state's total noise at exactly sigma_{i+1} if the
+ * score is exact: the step shrinks the sigma_i noise to (1 - eta) sigma_i,
+ * and beta_i sigma_{i+1} tops it up.
  *
  * Rank r takes samples [r*N/R, (r+1)*N/R) and runs them in micro-batches.
  * Sample k starts from a draw of (seed, k) (or row k of --init), and its
- * Langevin noise at global step g = level * T + step is a draw of
- * (seed, g, k). Every operation of the network is per sample, so a sample's
- * result does not depend on the rank count or the micro-batch. */
+ * noise at global step g = level * T + step is a draw of (seed, g, k).
+ * Every operation of the network is per sample, so a sample's result does
+ * not depend on the rank count or the micro-batch. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -18,14 +28,20 @@
 #include "ncsn/common.h"
 #include "ncsn/dist.h"
 #include "ncsn/h5util.h"
+#include "ncsn/noise_rules.h"
 #include "ncsn/png.h"
 #include "ncsn/rng.h"
+
+typedef enum { SAMPLER_ALS, SAMPLER_CAS } SamplerKind;
 
 typedef struct {
     long n;
     Shape img; /* N = 1 */
-    long steps_each;
-    double step_lr;
+    SamplerKind kind;
+    long steps_each;  /* ALS: --steps-each; CAS: 1 */
+    double step_lr;   /* eps, given or chosen by technique 4 */
+    int step_lr_auto;
+    double eta;       /* CAS: eps / sigma_L^2 */
     int clip, denoise, normal_init;
     uint64_t seed;
     const float *init;        /* [n, C, H, W] or NULL */
@@ -71,6 +87,31 @@ static void show(SampleProgress *p, int level, int L, long step, long T, long nb
     }
 }
 
+/* The update of level i: x <- x + a s(x, i) + c z (see the top). */
+typedef struct {
+    float a, c;
+} LevelStep;
+
+static double cas_beta(double eta, double gamma)
+{
+    double q = (1.0 - eta) / gamma;
+    return sqrt(1.0 - q * q);
+}
+
+static LevelStep level_step(const Sampler *S, const float *sigmas, int L, int i)
+{
+    LevelStep st;
+    double sig_last = sigmas[L - 1], sigma = sigmas[i];
+    if (S->kind == SAMPLER_ALS) {
+        st.a = (float)(S->step_lr * (sigma / sig_last) * (sigma / sig_last));
+        st.c = (float)sqrt(2.0 * st.a);
+    } else {
+        st.a = (float)(S->eta * sigma * sigma);
+        st.c = i + 1 < L ? (float)(cas_beta(S->eta, sigmas[i + 1] / sigma) * sigmas[i + 1]) : 0.0f;
+    }
+    return st;
+}
+
 /* Runs samples [k0, k0 + nb) to the end; traj [L, n_local, ...] rows at
  * offset `row` get the state after each level when not NULL. */
 static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long k0, long nb,
@@ -93,8 +134,7 @@ static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long 
     double sig_last = m->sigmas[L - 1];
     for (int i = 0; i < L; i++) {
         double sigma = m->sigmas[i];
-        float a = (float)(S->step_lr * (sigma / sig_last) * (sigma / sig_last));
-        float noise_scale = (float)sqrt(2.0 * a);
+        LevelStep st = level_step(S, m->sigmas, L, i);
         for (long b = 0; b < nb; b++) labels[b] = i;
         if (held) {
             for (long b = 0; b < nb; b++) {
@@ -108,10 +148,14 @@ static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long 
         for (long t = 0; t < S->steps_each; t++) {
             uint32_t g = (uint32_t)(i * S->steps_each + t);
             model_forward(m, run, score, x, labels, s);
-            for (long b = 0; b < nb; b++)
-                rng_fill_normal(z + b * per, per, S->seed, RNG_LANGEVIN, g, (uint32_t)(k0 + b));
             size_t n = (size_t)nb * per;
-            for (size_t j = 0; j < n; j++) x[j] = x[j] + a * score[j] + noise_scale * z[j];
+            if (st.c != 0.0f) {
+                for (long b = 0; b < nb; b++)
+                    rng_fill_normal(z + b * per, per, S->seed, RNG_LANGEVIN, g, (uint32_t)(k0 + b));
+                for (size_t j = 0; j < n; j++) x[j] = x[j] + st.a * score[j] + st.c * z[j];
+            } else { /* CAS's last level: no noise after it */
+                for (size_t j = 0; j < n; j++) x[j] = x[j] + st.a * score[j];
+            }
             if (S->clip) clamp(x, n);
             if (held) hold_known(S, x, held, k0, nb);
             show(prog, i, L, t, S->steps_each, nb);
@@ -168,7 +212,10 @@ static void write_samples(const Options *o, const Model *m, const Sampler *S, co
     h5_attr_write_int(ds, "steps_each", 1, &ints[0]);
     h5_attr_write_int(ds, "clip", 1, &ints[1]);
     h5_attr_write_int(ds, "denoise", 1, &ints[2]);
+    h5_attr_write_str(ds, "sampler", S->kind == SAMPLER_CAS ? "cas" : "als");
     h5_attr_write_double(ds, "step_lr", 1, &S->step_lr);
+    h5_attr_write_int(ds, "step_lr_auto", 1, &S->step_lr_auto);
+    if (S->kind == SAMPLER_CAS) h5_attr_write_double(ds, "eta", 1, &S->eta);
     double seed = (double)S->seed;
     h5_attr_write_double(ds, "seed", 1, &seed);
     char seed_text[32];
@@ -210,6 +257,63 @@ static void write_strip(const char *png, const float *traj, const float *final, 
     free(pic);
 }
 
+/* --sampler and --step-lr: fills S->kind, steps_each, step_lr (technique 4
+ * for auto), eta, and a one-line description for the printout. Usage
+ * errors exit 2 naming the option and, for CAS, the bounds on eta. */
+static void sampler_setup(Sampler *S, const Options *o, const Model *m, char *desc, size_t cap)
+{
+    int L = m->cfg.num_classes;
+    double sL = m->sigmas[L - 1];
+    if (strcmp(o->sampler, "als") == 0) S->kind = SAMPLER_ALS;
+    else if (strcmp(o->sampler, "cas") == 0) S->kind = SAMPLER_CAS;
+    else ncsn_die_usage("option --sampler: expected als or cas, got '%s'", o->sampler);
+    S->steps_each = o->steps_each;
+    if (S->kind == SAMPLER_CAS) {
+        if (opt_given(o, "steps-each") && o->steps_each != 1)
+            ncsn_die_usage("option --steps-each: --sampler cas takes one step per noise level, got %ld",
+                           o->steps_each);
+        S->steps_each = 1;
+    }
+    S->step_lr_auto = strcmp(o->step_lr, "auto") == 0;
+    if (S->step_lr_auto) {
+        if (S->kind == SAMPLER_CAS)
+            ncsn_die_usage("option --step-lr auto: NCSNv2's technique 4 chooses the step of --sampler als; "
+                           "give --sampler cas a number");
+        if (L < 2) ncsn_die_usage("option --step-lr auto: needs at least 2 noise levels, the model has %d", L);
+        double gamma = (double)m->sigmas[L - 2] / sL, ratio = 0.0;
+        S->step_lr = noise_rules_step_lr(sL, gamma, S->steps_each, &ratio);
+        snprintf(desc, cap, "als: %ld steps per level, step_lr %.6g (auto: NCSNv2 technique 4 with gamma = "
+                 "sigma_{L-1}/sigma_L = %.6f gives s_T^2/sigma^2 = %.6f)", S->steps_each, S->step_lr, gamma, ratio);
+        return;
+    }
+    char *end = NULL;
+    S->step_lr = strtod(o->step_lr, &end);
+    if (end == o->step_lr || *end)
+        ncsn_die_usage("option --step-lr: expected a number or auto, got '%s'", o->step_lr);
+    if (!(S->step_lr > 0) || !isfinite(S->step_lr)) ncsn_die_usage("option --step-lr: must be positive");
+    if (S->kind == SAMPLER_ALS) {
+        snprintf(desc, cap, "als: %ld steps per level, step_lr %.6g", S->steps_each, S->step_lr);
+        return;
+    }
+    /* CAS: beta_i is real for (1 - eta)/gamma_i < 1 at every level, that is
+     * eta > 1 - min gamma_i; and eta <= 1 (a longer step overshoots). */
+    S->eta = S->step_lr / (sL * sL);
+    double gmin = 1.0;
+    int at = 0;
+    for (int i = 0; i + 1 < L; i++) {
+        double g = (double)m->sigmas[i + 1] / m->sigmas[i];
+        if (g < gmin) gmin = g, at = i;
+    }
+    double lo = 1.0 - gmin;
+    if (!(S->eta > lo && S->eta <= 1.0))
+        ncsn_die_usage("--sampler cas: --step-lr %g gives eta = step_lr/sigma_L^2 = %.6g, but CAS needs %.6g < eta <= 1 "
+                       "(the lower bound is 1 - sigmas[%d]/sigmas[%d], the smallest ratio of consecutive levels), "
+                       "i.e. --step-lr in (%.6g, %.6g]",
+                       S->step_lr, S->eta, lo, at + 1, at, lo * sL * sL, sL * sL);
+    snprintf(desc, cap, "cas: one step per level, step_lr %.6g, eta = step_lr/sigma_L^2 = %.6g (allowed: %.6g < eta <= 1)",
+             S->step_lr, S->eta, lo);
+}
+
 int cmd_sample(const Options *o)
 {
     Dist dist;
@@ -237,7 +341,6 @@ int cmd_sample(const Options *o)
     if (H < 1 || W < 1 || H > 4096 || W > 4096) ncsn_die_usage("--height/--width/--image-size must be in 1..4096");
     if (o->n < 1) ncsn_die_usage("option --n: must be >= 1");
     if (o->steps_each < 1) ncsn_die_usage("option --steps-each: must be >= 1");
-    if (!(o->step_lr > 0)) ncsn_die_usage("option --step-lr: must be positive");
     if (o->micro_batch < 1) ncsn_die_usage("option --micro-batch: must be >= 1");
     if (strcmp(o->init_dist, "uniform") != 0 && strcmp(o->init_dist, "normal") != 0)
         ncsn_die_usage("option --init-dist: expected uniform or normal, got '%s'", o->init_dist);
@@ -246,8 +349,8 @@ int cmd_sample(const Options *o)
         ncsn_die_usage("--png: pictures need 1 or 3 channels, the model has %d", m.cfg.in_channels);
     S.n = o->n;
     S.img = (Shape){1, m.cfg.in_channels, (int)H, (int)W};
-    S.steps_each = o->steps_each;
-    S.step_lr = o->step_lr;
+    char sampler_desc[512];
+    sampler_setup(&S, o, &m, sampler_desc, sizeof sampler_desc);
     S.clip = !o->no_clip;
     S.denoise = o->denoise;
     S.normal_init = strcmp(o->init_dist, "normal") == 0;
@@ -270,6 +373,7 @@ int cmd_sample(const Options *o)
     if (dist.rank == 0) {
         opt_print(o, stdout);
         printf("  %-18s %d\n  %-18s %s\n", "ranks", R, "weights", o->use_ema ? "EMA" : "model");
+        printf("  %-18s %s\n", "schedule", sampler_desc);
         fflush(stdout);
     }
     float *x = xmalloc((size_t)(nl > 0 ? nl : 1) * per * sizeof(float));

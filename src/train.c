@@ -24,6 +24,7 @@
 #include "ncsn/dist.h"
 #include "ncsn/h5util.h"
 #include "ncsn/loss.h"
+#include "ncsn/noise_rules.h"
 #include "ncsn/optim.h"
 #include "ncsn/rng.h"
 #include "ncsn/rundir.h"
@@ -127,8 +128,10 @@ static void parse_milestones(Trainer *t)
 /* Rank 0: tries checkpoints newest first; returns 1 when one was loaded.
  * A damaged checkpoint is refused and the next older one tried; one made
  * with another model configuration or dataset ends the run (exit 2): the
- * run dir belongs to another run, and starting over would overwrite it. */
-static int try_resume(Trainer *t, const NcsnConfig *cfg)
+ * run dir belongs to another run, and starting over would overwrite it.
+ * With free_levels (the number of levels is the data's to choose), the
+ * checkpoint's number of levels is taken, not compared. */
+static int try_resume(Trainer *t, const NcsnConfig *cfg, int free_levels)
 {
     const char *mode = t->o->resume;
     long steps[4096];
@@ -145,7 +148,16 @@ static int try_resume(Trainer *t, const NcsnConfig *cfg)
     for (int i = 0; i < n; i++) {
         if (is_auto) rundir_ckpt_path(path, sizeof path, t->o->run_dir, steps[i]);
         else snprintf(path, sizeof path, "%s", mode);
-        model_init(&t->model, cfg);
+        NcsnConfig want = *cfg;
+        if (free_levels) {
+            NcsnConfig have;
+            float *sig = xmalloc(NCSN_MAX_LEVELS * sizeof(float));
+            int has_sig;
+            if (ckpt_try_read_config(path, &have, sig, &has_sig, err, sizeof err) == 0)
+                want.num_classes = have.num_classes; /* else the load below says what is wrong */
+            free(sig);
+        }
+        model_init(&t->model, &want);
         optim_alloc(t);
         int rc = ckpt_try_load_train(path, &t->model, &t->opt, &t->meta, err, sizeof err);
         if (rc == 0) {
@@ -182,6 +194,60 @@ static int try_resume(Trainer *t, const NcsnConfig *cfg)
     return 0;
 }
 
+/* Without noise-level options, --num-classes or a --model file, the
+ * number of levels is chosen from the data too (NCSNv2's technique 2). */
+static int levels_from_data(const Options *o)
+{
+    return !o->model && !o->sigmas && !opt_given(o, "num-classes") && !opt_given(o, "sigma-begin") &&
+           !opt_given(o, "sigma-end");
+}
+
+/* The noise levels of a fresh run, first found of: the options (--sigmas,
+ * --sigma-begin/--sigma-end), the --model file's, or the data's: sigma_1 the
+ * largest pairwise distance (NCSNv2's technique 1), sigma_L 0.01, and,
+ * when levels_from_data, L by technique 2 (which sets cfg->num_classes).
+ * Returns sigmas[cfg->num_classes]; `rule` says where they came from. */
+static float *choose_sigmas(Trainer *t, NcsnConfig *cfg, const Model *from_file, char *rule, size_t cap)
+{
+    const Options *o = t->o;
+    float *sig = xmalloc(NCSN_MAX_LEVELS * sizeof(float));
+    if (opt_sigmas(o, cfg->num_classes, sig)) {
+        snprintf(rule, cap, "option %s", o->sigmas ? "--sigmas" : "--sigma-begin/--sigma-end");
+        return sig;
+    }
+    if (from_file && from_file->sigmas) {
+        memcpy(sig, from_file->sigmas, (size_t)cfg->num_classes * sizeof(float));
+        snprintf(rule, cap, "the --model file");
+        return sig;
+    }
+    long n_pick = (long)(o->sigma_pick < t->data.N ? o->sigma_pick : t->data.N);
+    double dmax = max_pairwise_distance(t);
+    double end = 0.01;
+    if (!(dmax > end)) ncsn_die_usage("%s: dataset %s: images are (almost) identical; give --sigmas", t->data.path, t->data.name);
+    int n = snprintf(rule, cap, "the data: sigma_1 = %.6g, the largest pairwise distance of %ld images (NCSNv2 "
+                     "technique 1); sigma_L = %g; ", dmax, n_pick, end);
+    if (levels_from_data(o)) {
+        long D = (long)t->data.C * t->data.H * t->data.W;
+        double gamma = noise_rules_ratio((double)D);
+        if (gamma == 0.0)
+            ncsn_die_usage("choosing the number of noise levels: images of %ld values are too small for NCSNv2's "
+                           "technique 2; give --num-classes", D);
+        long L = noise_rules_levels(dmax, end, gamma);
+        if (L < 2 || L > NCSN_MAX_LEVELS)
+            ncsn_die_usage("choosing the number of noise levels: technique 2 gives %ld levels, outside 2..%d; "
+                           "give --num-classes", L, NCSN_MAX_LEVELS);
+        cfg->num_classes = (int)L;
+        snprintf(rule + n, cap - (size_t)n, "L = %ld levels by NCSNv2 technique 2 (D = %ld, gamma = %.6f, "
+                 "L = ceil(log(sigma_1/sigma_L)/log(gamma)) + 1); geometric", L, D, gamma);
+    } else {
+        snprintf(rule + n, cap - (size_t)n, "L = %d levels (%s); geometric", cfg->num_classes,
+                 from_file ? "the --model file's" : "--num-classes");
+    }
+    const char *why = make_sigmas(sig, dmax, end, cfg->num_classes);
+    if (why) ncsn_die_usage("choosing noise levels: %s", why);
+    return sig;
+}
+
 /* Rank 0 decides the configuration, the weights and the starting step. */
 static RunPlan plan_run(Trainer *t)
 {
@@ -201,34 +267,16 @@ static RunPlan plan_run(Trainer *t)
     if (cfg.in_channels != t->data.C)
         ncsn_die_usage("%s: dataset %s has %d channels, the model expects %d (--in-channels)",
                        t->data.path, t->data.name, t->data.C, cfg.in_channels);
-    if (try_resume(t, &cfg)) {
+    if (try_resume(t, &cfg, levels_from_data(o))) {
         plan.start_step = t->meta.step;
     } else {
+        float *sig = choose_sigmas(t, &cfg, have_file ? &from_file : NULL, t->meta.sigma_rule,
+                                   sizeof t->meta.sigma_rule);
         model_init(&t->model, &cfg);
         size_t total = t->model.table.total;
         optim_alloc(t);
-        float *sig = xmalloc((size_t)cfg.num_classes * sizeof(float));
-        int has = opt_sigmas(o, cfg.num_classes, sig);
-        if (have_file) {
-            memcpy(t->model.params, from_file.params, total * sizeof(float));
-            if (!has && from_file.sigmas) {
-                memcpy(sig, from_file.sigmas, (size_t)cfg.num_classes * sizeof(float));
-                has = 1;
-            }
-        } else {
-            model_init_weights(&t->model, o->seed);
-        }
-        if (!has) {
-            double dmax = max_pairwise_distance(t);
-            double end = 0.01;
-            if (!(dmax > end)) ncsn_die_usage("%s: dataset %s: images are (almost) identical; give --sigmas", t->data.path, t->data.name);
-            const char *why = make_sigmas(sig, dmax, end, cfg.num_classes);
-            if (why) ncsn_die_usage("choosing noise levels: %s", why);
-            printf("noise levels chosen from the data: largest pairwise distance of %ld images = %.4g;"
-                   " sigmas geometric from %.4g to %.4g over %d levels\n",
-                   (long)(o->sigma_pick < t->data.N ? o->sigma_pick : t->data.N), dmax, dmax, end,
-                   cfg.num_classes);
-        }
+        if (have_file) memcpy(t->model.params, from_file.params, total * sizeof(float));
+        else model_init_weights(&t->model, o->seed);
         model_set_sigmas(&t->model, sig);
         free(sig);
         if (t->opt.ema) memcpy(t->opt.ema, t->model.params, total * sizeof(float));
@@ -548,7 +596,9 @@ int cmd_train(const Options *o)
                c->dilations[3], c->scale_by_sigma, c->plane_head, c->head_floor, count);
         printf("sigmas:");
         for (int i = 0; i < c->num_classes; i++) printf(" %.5g", t.model.sigmas[i]);
-        printf("\nrun dir: %s (steps %ld -> %ld)\n", o->run_dir, plan.start_step, o->steps);
+        printf("\n");
+        if (t.meta.sigma_rule[0]) printf("noise levels from %s\n", t.meta.sigma_rule);
+        printf("run dir: %s (steps %ld -> %ld)\n", o->run_dir, plan.start_step, o->steps);
         fflush(stdout);
     }
     if (t.dist.rank == 0 && plan.start_step > 0) rundir_trim_metrics(o->run_dir, plan.start_step);

@@ -66,6 +66,7 @@ data("d_rank2.h5", imgs[:, 0])
 data("d_int16.h5", imgs.astype(np.int16))
 data("d_empty.h5", imgs[:0])
 data("d_rgb.h5", rng.integers(0, 255, (20, 8, 8, 3), dtype=np.uint8))
+data("d_tiny.h5", np.ascontiguousarray(imgs[:, :2, :2]))
 f32 = rng.uniform(-1, 1, (20, 1, 8, 8)).astype(np.float32)
 f32[0, 0, 3, 3] = np.nan
 data("d_nan.h5", f32, "NCHW")
@@ -103,6 +104,7 @@ expect "train: float without layout" "$W/d_nolayout.h5: dataset images has rank 
 expect "train: empty dataset"        "$W/d_empty.h5: dataset images is empty" "" -- "$NCSN" train --data "$W/d_empty.h5" "${T[@]}"
 expect "train: missing dataset name" "$W/d_good.h5: dataset pics is missing" "" -- "$NCSN" train --data "$W/d_good.h5" --dataset pics "${T[@]}"
 expect "train: channels mismatch"    "$W/d_rgb.h5: dataset images has 3 channels, the model expects 1" "" -- "$NCSN" train --data "$W/d_rgb.h5" "${T[@]}"
+expect "train: too small for technique 2" "images of 4 values are too small for NCSNv2's technique 2; give --num-classes" "" -- "$NCSN" train --data "$W/d_tiny.h5" --run-dir "$W/tiny" --in-channels 1 --nf 8 --steps 1 --batch 4
 expect "train: NaN in float data"    "$W/d_nan.h5: dataset images has a non-finite value in image 0" "" -- "$NCSN" train --data "$W/d_nan.h5" "${T[@]}" --batch 20
 # With 2 ranks every rank meets the error; rank 0 alone reports it (mpiexec adds its own notice).
 OPENBLAS_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train --data "$W/d_good.h5" "${T[@]}" --batch 1 >"$W/stdout" 2>"$W/stderr"

@@ -39,7 +39,17 @@ Checks:
       the samples of a model file holding its /ema weights, and no --ema
       those of its /model weights (bitwise);
   (g) bad options and files: exit 2, one line on stderr naming the option or
-      file, and no output file (samples, temporary or PNG) left behind.
+      file, and no output file (samples, temporary or PNG) left behind
+      (also: --sampler, --step-lr text, auto with one level or with cas,
+      cas with --steps-each 5, cas with eta outside its bounds);
+  (h) --sampler cas (consistent annealed sampling) against the reference's
+      CAS, clip on and off, with and without --denoise, trajectories,
+      attributes (sampler, steps_each 1, eta); the ALS default --steps-each
+      does not apply; inpainting; 1 rank vs 2 ranks and micro-batches bitwise
+      (plain, denoise/no-clip/normal, inpainting);
+  (i) --step-lr auto: the step_lr attribute equals NCSNv2's technique 4
+      computed here independently (1e-6 relative) for T = 3 and 20, and the
+      samples equal those of that step given by hand.
 
 Exit status: 0 pass, 1 failure, 77 skip (numpy, torch or h5py missing),
 2 bad usage.
@@ -86,6 +96,15 @@ import ncsn_ref as R  # noqa: E402
 # the measurement, while a wrong index, sign, step size, label, clip or noise
 # stream shows up as 1e-2 .. 1 (checked by mutating sample.c).
 REL_TOL = 3e-4
+# CAS with the clamp: its first steps are longer (a = eta sigma_1^2 = 0.8 at
+# the first level of config a), and perturbing the reference's score by 1e-6
+# relative noise moves its result by 2.7e-5 (27x; 2.8e-6 without clip), so
+# the 2e-5 of one C score evaluation explains up to about 5e-4. Measured:
+# 3.1e-4 at eta 0.8, 4.6e-4 at eta 0.95. 1e-3 keeps a margin of 2, while a
+# wrong noise level (sigma_i for sigma_{i+1}), step (eta sigma_i), noise
+# stream or noise after the last level shows up as 5e-3 .. 2 (checked by
+# mutating the reference).
+CAS_CLIP_TOL = 1e-3
 RUN_TIMEOUT = 300
 
 CONFIGS = {
@@ -190,8 +209,13 @@ def held_values(known, mask, n, per, seed, level, sigma, dtype):
 
 
 def reference_sample(model, shape, T, step_lr, seed, clip=True, denoise=False, init=None,
-                     init_dist="uniform", known=None, mask=None):
-    """Annealed Langevin dynamics of DESIGN.md 3 in float64. Returns (x, traj)."""
+                     init_dist="uniform", known=None, mask=None, sampler="als"):
+    """Annealed Langevin dynamics of DESIGN.md 3 in float64, or with
+    sampler="cas" consistent annealed sampling (Jolicoeur-Martineau et al.
+    2021, Algorithm 2 as in their code): one step per level,
+    x <- x + eta sigma_i^2 s(x, i) + beta_i sigma_{i+1} z with
+    eta = step_lr / sigma_L^2, beta_i = sqrt(1 - ((1 - eta) sigma_i / sigma_{i+1})^2),
+    no noise after the last level. Returns (x, traj)."""
     n, C, H, W = shape
     per = C * H * W
     sig = model.sigmas.detach().numpy().astype(np.float64)
@@ -207,15 +231,22 @@ def reference_sample(model, shape, T, step_lr, seed, clip=True, denoise=False, i
         with torch.no_grad():
             return model(torch.from_numpy(x.reshape(n, C, H, W)), y).numpy().reshape(n, per)
 
+    if sampler == "cas":
+        T, eta = 1, step_lr / sig[-1] ** 2
     for i in range(L):
-        a = step_lr * (sig[i] / sig[-1]) ** 2
+        if sampler == "cas":
+            a = eta * sig[i] ** 2
+            c = sig[i + 1] * math.sqrt(1.0 - ((1.0 - eta) * sig[i] / sig[i + 1]) ** 2) if i + 1 < L else 0.0
+        else:
+            a = step_lr * (sig[i] / sig[-1]) ** 2
+            c = math.sqrt(2 * a)
         if mask is not None:
             held = held_values(known, mask, n, per, seed, i, sig[i], np.float64)
             x = np.where(m, held, x)
         for t in range(T):
             g = i * T + t
             z = np.stack([P.fill_normal(per, seed, P.LANGEVIN, g, k) for k in range(n)])
-            x = x + a * score(x, i) + math.sqrt(2 * a) * z.astype(np.float64)
+            x = x + a * score(x, i) + c * z.astype(np.float64)
             if clip:
                 x = np.clip(x, -1.0, 1.0)
             if mask is not None:
@@ -232,11 +263,11 @@ def rel_err(c, ref):
     return float(np.abs(c.astype(np.float64) - ref).max() / max(np.abs(ref).max(), 1e-30))
 
 
-def compare(name, c, ref, stats):
+def compare(name, c, ref, stats, tol=REL_TOL):
     e = rel_err(c, ref)
-    stats.append((name, e))
+    stats.append((name, e, tol))
     print(f"  {name:<44} max rel err {e:.2e}")
-    check(e <= REL_TOL, f"{name}: max|x_c - x_ref|/max|x_ref| = {e:.3e} > {REL_TOL:g}")
+    check(e <= tol, f"{name}: max|x_c - x_ref|/max|x_ref| = {e:.3e} > {tol:g}")
 
 
 # --------------------------------------------------------------------------
@@ -428,6 +459,122 @@ def check_reference(binary, wd, name, cfg, model, stats):
                   "attributes inpaint/mask missing")
 
 
+# CAS step sizes: eta = step_lr / sigma_L^2 inside (1 - min gamma_i, 1]
+# (config a: gamma 0.5, 0.5, 0.4, so eta > 0.6; config b: 0.375, 0.333, so
+# eta > 0.667).
+CAS_ETA = {"a": 0.8, "b": 0.9}
+
+
+def cas_step_lr(cfg, name):
+    return CAS_ETA[name] * float(np.float32(cfg["sigmas"][-1])) ** 2
+
+
+def check_cas(binary, wd, name, cfg, model, stats):
+    """(h) --sampler cas against the reference: clip on and off, --denoise,
+    trajectory, attributes; on config a also inpainting and 1 vs 2 ranks."""
+    path = os.path.join(wd, f"model_{name}.h5")
+    n, C, H, W = cfg["N"], cfg["C"], cfg["H"], cfg["W"]
+    shape = (n, C, H, W)
+    lr, seed = cas_step_lr(cfg, name), cfg["seed"] + 11
+    out = os.path.join(wd, f"cas_{name}.h5")
+    print(f"config {name} cas: eta {CAS_ETA[name]} (step_lr {lr:.6g}), one step per level")
+    cas = ["--sampler", "cas"]
+    for clip in (True, False):
+        for denoise in (False, True):
+            extra = cas + ["--trajectory"] + ([] if clip else ["--no-clip"]) + (["--denoise"] if denoise else [])
+            s, traj, attrs = sample(binary, path, out, n, H, W, 1, lr, seed, extra)
+            x_ref, traj_ref = reference_sample(model, shape, 1, lr, seed, clip=clip, denoise=denoise,
+                                               sampler="cas")
+            tag = f"{name} cas {'clip' if clip else 'no-clip'}{' denoise' if denoise else ''}"
+            tol = CAS_CLIP_TOL if clip else REL_TOL
+            compare(tag + " samples", s, x_ref, stats, tol)
+            compare(tag + " trajectory", traj, traj_ref, stats, tol)
+            check(np.array_equal(traj[-1], s) != denoise, f"{tag}: /trajectory[L-1] vs /samples")
+            check(attrs["sampler"] == b"cas" and attrs["steps_each"] == 1 and attrs["step_lr"] == lr
+                  and attrs["step_lr_auto"] == 0 and abs(attrs["eta"] - CAS_ETA[name]) < 1e-6,
+                  f"{tag}: /samples attributes: {attrs}")
+            if clip:
+                check(np.abs(s).max() <= 1.0, f"{tag}: clip on but a sample leaves [-1, 1]")
+    # Without --steps-each the ALS default (100) does not apply: one step.
+    plain = os.path.join(wd, f"cas_{name}_default.h5")
+    run(binary, ["sample", "--model", path, "--out", plain, "--n", n, "--height", H, "--width", W,
+                 "--step-lr", repr(lr), "--seed", seed, "--sampler", "cas"])
+    s1, _, _ = sample(binary, path, out, n, H, W, 1, lr, seed, cas)
+    with h5py.File(plain, "r") as f:
+        check(np.array_equal(f["samples"][()], s1), "cas without --steps-each differs from --steps-each 1")
+    if name != "a":
+        return
+    rng = np.random.default_rng(cfg["seed"] + 1)
+    known = rng.uniform(-0.9, 0.9, shape).astype(np.float32)
+    mask = (rng.uniform(size=(1, C, H, W)) < 0.5).astype(np.float32)
+    kpath, mpath = os.path.join(wd, "cas_known.h5"), os.path.join(wd, "cas_mask.h5")
+    write_x(kpath, "x", known)
+    write_x(mpath, "mask", mask)
+    s, _, _ = sample(binary, path, out, n, H, W, 1, lr, seed, cas + ["--inpaint", kpath, "--mask", mpath])
+    x_ref, _ = reference_sample(model, shape, 1, lr, seed, known=known, mask=mask, sampler="cas")
+    compare(f"{name} cas inpaint samples", s, x_ref, stats, CAS_CLIP_TOL)
+    # 1 vs 2 ranks and micro-batches: bitwise.
+    n7 = 7
+    write_x(kpath, "x", rng.uniform(-0.9, 0.9, (n7, C, H, W)))
+    for label, extra in (("plain", []), ("denoise no-clip normal", ["--denoise", "--no-clip", "--init-dist", "normal"]),
+                         ("inpaint", ["--inpaint", kpath, "--mask", mpath])):
+        runs = {}
+        for ranks, mb in ((1, 16), (1, 2), (2, 3), (2, 1)):
+            runs[(ranks, mb)] = sample(binary, path, out, n7, H, W, 1, lr, 99,
+                                       cas + extra + ["--trajectory", "--micro-batch", mb], ranks=ranks)[:2]
+        base = runs[(1, 16)]
+        for key, (s, traj) in runs.items():
+            check(np.array_equal(s, base[0]) and np.array_equal(traj, base[1]),
+                  f"cas {label}: {key[0]} rank(s) --micro-batch {key[1]} differs from 1 rank --micro-batch 16")
+        print(f"  cas ranks/micro-batch ({label}): 1x16, 1x2, 2x3, 2x1 bitwise identical")
+
+
+def technique4_eps(sig_last, gamma, T):
+    """NCSNv2's technique 4, independently: the eps minimising the paper's
+    s_T^2/sigma^2 expression, by a log grid and a ternary search."""
+    sl2 = sig_last ** 2
+
+    def ratio(eps):
+        r = 1.0 - eps / sl2
+        k = 2.0 * eps / (sl2 - sl2 * r ** 2)
+        return r ** (2 * T) * (gamma ** 2 - k) + k
+
+    grid = np.exp(np.linspace(math.log(1e-10 * sl2), math.log(sl2 * (1 - 1e-9)), 20001))
+    vals = np.array([ratio(e) for e in grid])
+    j = int(np.argmin(vals))
+    lo, hi = grid[max(j - 1, 0)], grid[min(j + 1, len(grid) - 1)]
+    for _ in range(200):
+        m1, m2 = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        lo, hi = (lo, m2) if ratio(m1) < ratio(m2) else (m1, hi)
+    return (lo + hi) / 2, ratio((lo + hi) / 2)
+
+
+def check_auto(binary, wd, cfg):
+    """(i) --step-lr auto: NCSNv2's technique 4 for --steps-each with
+    gamma = sigma_{L-1}/sigma_L of the model's float32 sigmas; the samples
+    are those of that step given by hand (which (a) checks against the
+    reference)."""
+    path = os.path.join(wd, "model_a.h5")
+    n, H, W = cfg["N"], cfg["H"], cfg["W"]
+    sig = np.asarray(cfg["sigmas"], dtype=np.float32).astype(np.float64)
+    for T in (3, 20):
+        out = os.path.join(wd, f"auto_{T}.h5")
+        p = run(binary, ["sample", "--model", path, "--out", out, "--n", n, "--height", H, "--width", W,
+                         "--steps-each", T, "--step-lr", "auto", "--seed", 5])
+        with h5py.File(out, "r") as f:
+            s, attrs = f["samples"][()], dict(f["samples"].attrs)
+        eps, ratio = technique4_eps(sig[-1], sig[-2] / sig[-1], T)
+        got = float(attrs["step_lr"])
+        print(f"  T = {T}: --step-lr auto chose {got:.6g}, reference {eps:.6g} "
+              f"(s_T^2/sigma^2 = {ratio:.6f}); step_lr_auto = {attrs['step_lr_auto']}")
+        check(abs(got - eps) <= 1e-6 * eps, f"--step-lr auto, T = {T}: {got:.9g}, expected {eps:.9g}")
+        check(attrs["step_lr_auto"] == 1 and attrs["sampler"] == b"als", f"attributes: {attrs}")
+        check("technique 4" in p.stdout and f"{got:.6g}" in p.stdout, "the chosen step is not printed")
+        given, _, gattrs = sample(binary, path, out, n, H, W, T, got, 5)
+        check(np.array_equal(s, given) and gattrs["step_lr_auto"] == 0,
+              f"--step-lr auto differs from --step-lr {got!r} given by hand")
+
+
 def check_ranks(binary, wd, cfg):
     """(b) 1 rank vs 2 ranks vs micro-batches: bitwise identical."""
     path = os.path.join(wd, "model_a.h5")
@@ -589,6 +736,9 @@ def check_errors(binary, wd):
                  "--sigmas", "1,0.5,0.25,0.1"])
     no_x = os.path.join(ed, "no_x.h5")
     write_x(no_x, "y", np.zeros((4, 1, 8, 8)))
+    one = os.path.join(ed, "one_level.h5")
+    run(binary, ["init", "--out", one, "--in-channels", "1", "--nf", "8", "--num-classes", "1", "--sigmas", "1"])
+    cas = ["--model", good, "--sampler", "cas"]
 
     base = ["--n", "4", "--image-size", "8", "--steps-each", "1"]
     cases = [
@@ -611,6 +761,14 @@ def check_errors(binary, wd):
         ("--n not a number", ["--model", good, "--n", "many"], ["--n"]),
         ("unknown option", ["--model", good, "--bogus-option"], ["--bogus-option"]),
         ("--png with 2 channels", ["--model", two], ["--png"]),
+        ("--sampler bogus", ["--model", good, "--sampler", "bogus"], ["--sampler", "bogus"]),
+        ("--step-lr not a number", ["--model", good, "--step-lr", "fast"], ["--step-lr", "fast"]),
+        ("--step-lr auto, one level", ["--model", one, "--step-lr", "auto"], ["--step-lr auto", "2 noise levels"]),
+        ("cas: --steps-each 5", cas + ["--step-lr", "0.008", "--steps-each", "5"], ["--steps-each", "cas", "5"]),
+        ("cas: --step-lr auto", cas + ["--step-lr", "auto"], ["--step-lr auto", "cas"]),
+        ("cas: eta below the bound", cas + ["--step-lr", "0.001"], ["--sampler cas", "eta = step_lr/sigma_L^2 = 0.1,",
+                                                                   "0.6 < eta <= 1", "(0.006, 0.01]"]),
+        ("cas: eta above 1", cas + ["--step-lr", "0.02"], ["--sampler cas", "eta = step_lr/sigma_L^2 = 2,"]),
     ]
     for i, (label, args, names) in enumerate(cases):
         cd = os.path.join(ed, f"case{i}")
@@ -653,14 +811,19 @@ def main(argv):
         check_png(binary, wd)
         print("(--ema) a training checkpoint")
         check_ema(binary, wd)
+        print("(h) consistent annealed sampling (--sampler cas)")
+        for name, cfg in CONFIGS.items():
+            check_cas(binary, wd, name, cfg, models[name], stats)
+        print("(i) --step-lr auto (NCSNv2 technique 4)")
+        check_auto(binary, wd, CONFIGS["a"])
         print("(g) bad options and files")
         check_errors(binary, wd)
     except Failure as e:
         print(f"FAIL: {e}")
         return 1
-    worst = max(stats, key=lambda s: s[1])
+    worst = max(stats, key=lambda s: s[1] / s[2])
     print(f"PASS ({len(stats)} reference comparisons, worst {worst[1]:.2e} in '{worst[0]}', "
-          f"tolerance {REL_TOL:g}; {time.time() - t0:.0f} s)")
+          f"tolerance {worst[2]:g}; {time.time() - t0:.0f} s)")
     return 0
 
 

@@ -8,7 +8,13 @@
 #     loss of the zero score (E|z|^2 = 64 per image), and below half the mean
 #     of the first 5 steps (measured: 109 -> 36). About 40 s on 2 cores.
 #  3. A diverging run (--lr 1e30) stops naming the step and the rank.
-#  4. The EMA follows ema_t = r_t ema_{t-1} + (1 - r_t) p_t from ema_0 = p_0,
+#  4. Noise levels from the data (NCSNv2's techniques 1 and 2): without
+#     --num-classes, sigma_1 and L equal an independent numpy computation
+#     (largest pairwise distance of all images; the ratio by bisection on
+#     erfc; L = ceil(log(sigma_1/0.01)/log(gamma)) + 1), the sigmas are
+#     geometric through both ends, /train sigma_rule says so, a resume keeps
+#     them, and --num-classes 6 is kept.
+#  5. The EMA follows ema_t = r_t ema_{t-1} + (1 - r_t) p_t from ema_0 = p_0,
 #     with r_t = min(rate, (1+t)/(10+t)) by default and r_t = rate with
 #     --no-ema-warmup (checked on the checkpoints of every step, 1e-6).
 set -euo pipefail
@@ -72,7 +78,55 @@ if [ $rc -ne 0 ] && grep -qE "non-finite (loss at step [0-9]+ on rank [0-9]|grad
 else
     echo "FAIL: a diverging run (--lr 1e30) did not stop with a non-finite message (exit $rc)"; tail -5 "$W/nan.log"; exit 1
 fi
-# 4. The EMA's warm-up, against the recursion on the weights of each step.
+# 4. Noise levels chosen from the data.
+PICK=(--data "$W/fm8.h5" --in-channels 1 --nf 8 --batch 4 --sigma-pick 2000 --seed 3)
+"$NCSN" train "${PICK[@]}" --run-dir "$W/rule" --steps 1 --ckpt-every 1 >"$W/rule.log"
+"$NCSN" train "${PICK[@]}" --run-dir "$W/rule" --steps 2 --ckpt-every 1 >"$W/rule2.log"
+"$NCSN" train "${PICK[@]}" --run-dir "$W/rule6" --steps 1 --num-classes 6 >"$W/rule6.log"
+grep -q "^resuming from .*ckpt-00000001.h5" "$W/rule2.log" || { echo "FAIL: the second run did not resume"; cat "$W/rule2.log"; exit 1; }
+$PY - "$W" <<'PYEOF'
+import sys, math, h5py, numpy as np
+w = sys.argv[1]
+with h5py.File(f"{w}/fm8.h5", "r") as f:
+    x = f["images"][()].reshape(2000, -1).astype(np.float32) / np.float32(127.5) - np.float32(1)
+x = x.astype(np.float64)
+sq = (x * x).sum(1)
+d2 = sq[:, None] + sq[None, :] - 2.0 * x @ x.T
+i, j = np.unravel_index(np.argmax(d2), d2.shape)
+s1 = float(np.sqrt(((x[i] - x[j]) ** 2).sum()))
+D = x.shape[1]
+phi = lambda t: 0.5 * math.erfc(-t / math.sqrt(2.0))
+over = lambda g: phi(math.sqrt(2 * D) * (g - 1) + 3 * g) - phi(math.sqrt(2 * D) * (g - 1) - 3 * g)
+lo, hi = 1.0, 4.0
+for _ in range(100):
+    mid = (lo + hi) / 2
+    lo, hi = (mid, hi) if over(mid) >= 0.5 else (lo, mid)
+L = math.ceil(math.log(s1 / 0.01) / math.log(lo)) + 1
+ok = True
+def model(path):
+    with h5py.File(path, "r") as f:
+        rule = f["train"].attrs.get("sigma_rule", b"") if "train" in f else b""
+        return int(f["model"].attrs["num_classes"]), f["model/sigmas"][()], rule
+n1, sig1, rule = model(f"{w}/rule/ckpt-00000001.h5")
+n2, sig2, rule2 = model(f"{w}/rule/ckpt-00000002.h5")
+print(f"technique 2 for D = {D}: gamma {lo:.6f}, sigma_1 {s1:.6f} -> L = {L}; ncsn chose L = {n1}, "
+      f"sigma_1 = {sig1[0]:.6f}, sigma_L = {sig1[-1]:.6f}")
+ok &= n1 == L and abs(sig1[0] - s1) <= 1e-5 * s1 and abs(sig1[-1] - 0.01) <= 1e-8
+ratios = sig1[:-1].astype(np.float64) / sig1[1:]
+ok &= bool(np.all(np.abs(ratios / ratios.mean() - 1) < 1e-5)) and ratios.max() <= lo * (1 + 1e-6)
+text = lambda a: a.decode() if isinstance(a, bytes) else str(a)
+rule, rule2 = text(rule), text(rule2)
+print(f"/train sigma_rule: {rule}")
+ok &= "technique 2" in rule and f"L = {L} levels" in rule
+print(f"resumed: L = {n2}, sigmas {'bitwise equal' if np.array_equal(sig1, sig2) else 'DIFFER'}")
+ok &= n2 == n1 and np.array_equal(sig1, sig2) and rule2 == rule
+n6, sig6, rule6 = model(f"{w}/rule6/model.h5")
+print(f"--num-classes 6: L = {n6}, sigma_1 = {sig6[0]:.6f}")
+ok &= n6 == 6 and abs(sig6[0] - s1) <= 1e-5 * s1
+print("noise levels from the data:", "ok" if ok else "FAIL")
+sys.exit(0 if ok else 1)
+PYEOF
+# 5. The EMA's warm-up, against the recursion on the weights of each step.
 for mode in warmup fixed; do
     extra=(); [ $mode = fixed ] && extra=(--no-ema-warmup)
     "$NCSN" train --data "$W/fm8.h5" --run-dir "$W/ema-$mode" --in-channels 1 --nf 8 --num-classes 4 \

@@ -29,13 +29,16 @@ void ckpt_save_model(const char *path, const Model *m, const float *weights, lon
  *   /optim/adam_m/<key>, /optim/adam_v/<key>   Adam moments
  *   /train attributes: step, epoch, position (samples drawn so far), seed,
  *     batch, data_shape int[4] (N,C,H,W), rng, options (the resolved
- *     training options, one name=value per line), format_version.
+ *     training options, one name=value per line), sigma_rule (where the
+ *     noise levels came from: options, a model file, or the data and which
+ *     of NCSNv2's rules; absent in older checkpoints), format_version.
  * The random streams are counter-based: (seed, step) is their whole state. */
 typedef struct {
     long step, batch;
     unsigned long long seed;
     long data_shape[4];
     int has_ema;
+    char sigma_rule[512]; /* empty: not recorded */
 } TrainMeta;
 
 typedef struct {

@@ -41,7 +41,7 @@ typedef struct {
     int no_ema_warmup;
     /* sampling */
     long n, image_size, height, width, steps_each, micro_batch;
-    double step_lr;
+    const char *step_lr, *sampler; /* step_lr: a number or "auto" */
     int no_clip, denoise, trajectory, use_ema;
     /* which options were given on the command line */
     const char *given[64];
