@@ -601,7 +601,7 @@ int cmd_train(const Options *o)
         printf("run dir: %s (steps %ld -> %ld)\n", o->run_dir, plan.start_step, o->steps);
         fflush(stdout);
     }
-    if (t.dist.rank == 0 && plan.start_step > 0) rundir_trim_metrics(o->run_dir, plan.start_step);
+    if (t.dist.rank == 0 && plan.start_step > 0) rundir_trim_csv(o->run_dir, "metrics.csv", plan.start_step);
     int status = train_loop(&t, plan.start_step);
     if (t.dist.rank == 0 && status == 0) printf("run dir: %s\n", o->run_dir);
     optim_free(&t);
