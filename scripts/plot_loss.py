@@ -15,7 +15,7 @@ points (default: about 1/50 of them, at least 1), to a PNG (default
 RUN_DIR/loss.png).  Exit status 2 when the file is missing or has no usable rows.
 
 When RUN_DIR/eval.csv exists (written by `ncsn train --sample-every K
---eval-data FILE`: step,fd,fd_floor,classifier_score,classes_5pct), a second
+--eval-data FILE`: step,fd,fd_floor,classifier_score,classes_5pct,n_classes), a second
 panel beside the loss draws the samples' feature-space distance against
 step, with the real images' floor as a dashed line.
 """

@@ -62,6 +62,13 @@ static const OptSpec TRAIN_OPTS[] = {
     {"sigma-pick", OPT_DOUBLE, "1000", "images sampled when choosing noise levels from the data", F(sigma_pick)},
     {"bucket-mb", OPT_INT, "4", "gradient allreduce bucket size in MiB", F(bucket_mb)},
     {"dump-grads", OPT_STR, NULL, "debugging: write each step's summed gradient to DIR/grad-<step>.h5", F(dump_grads)},
+    {"sample-every", OPT_INT, "0", "every K steps write RUN_DIR/samples/step-<K>.png and .h5 (0: off)", F(sample_every)},
+    {"sample-n", OPT_INT, "64", "samples per picture", F(sample_n)},
+    {"sample-sampler", OPT_STR, "als", "sampler of the pictures: als or cas (as ncsn sample --sampler)", F(sample_sampler)},
+    {"sample-steps-each", OPT_INT, "30", "Langevin steps per noise level of the pictures (als; cas takes 1)", F(sample_steps_each)},
+    {"sample-step-lr", OPT_STR, "2e-5", "step size eps of the pictures, or auto (as ncsn sample --step-lr)", F(sample_step_lr)},
+    {"sample-no-clip", OPT_FLAG, NULL, "pictures: do not clamp to [-1, 1] after each step", F(sample_no_clip)},
+    {"eval-data", OPT_STR, NULL, "labelled held-out images: score each picture's samples (ncsn_eval.py --fd) into RUN_DIR/eval.csv", F(eval_data)},
     {NULL, 0, NULL, NULL, 0}};
 
 static const OptSpec SAMPLE_OPTS[] = {

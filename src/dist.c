@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ncsn/common.h"
 #include "ncsn/ops.h"
@@ -146,6 +147,18 @@ void dist_allgather_doubles(const double *mine, double *all, int n)
 }
 
 void dist_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
+
+void dist_barrier_idle(void)
+{
+    MPI_Request req;
+    MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
+    struct timespec nap = {0, 1000000}; /* 1 ms */
+    for (int done = 0;;) {
+        MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+        if (done) break;
+        nanosleep(&nap, NULL);
+    }
+}
 
 void dist_gather_floats(const float *mine, float *all, const long *counts)
 {

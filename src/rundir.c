@@ -94,21 +94,47 @@ void rundir_prune(const char *dir, int keep, const long *milestones, int n_miles
     }
 }
 
-void rundir_trim_metrics(const char *dir, long step)
+long rundir_trim_csv(const char *dir, const char *name, long step)
 {
     char path[4096], tmp[4200], line[1024];
-    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *in = fopen(path, "r");
-    if (!in) return;
+    if (!in) return -1;
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     FILE *out = fopen(tmp, "w");
     CHECK(out, "%s: cannot write", tmp);
+    long last = -1;
     while (fgets(line, sizeof line, in)) {
         char *end;
         long s = strtol(line, &end, 10);
-        if (end == line || s <= step) fputs(line, out); /* header, or a step kept */
+        if (end == line) fputs(line, out); /* the header */
+        else if (s <= step) fputs(line, out), last = s;
     }
     fclose(in);
     CHECK(fclose(out) == 0, "%s: write failed", tmp);
     CHECK(rename(tmp, path) == 0, "cannot rename %s to %s", tmp, path);
+    return last;
+}
+
+void rundir_samples_path(char *out, size_t cap, const char *dir, long step, const char *ext)
+{
+    snprintf(out, cap, "%s/samples/step-%08ld.%s", dir, step, ext);
+}
+
+void rundir_drop_samples_after(const char *dir, long step)
+{
+    char sdir[4096], path[4400];
+    snprintf(sdir, sizeof sdir, "%s/samples", dir);
+    DIR *d = opendir(sdir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long s;
+        int end = 0;
+        if (sscanf(e->d_name, "step-%ld.%n", &s, &end) == 1 && end > 0 && s > step) {
+            snprintf(path, sizeof path, "%s/%s", sdir, e->d_name);
+            unlink(path);
+        }
+    }
+    closedir(d);
 }

@@ -28,6 +28,7 @@
 #include "ncsn/optim.h"
 #include "ncsn/rng.h"
 #include "ncsn/rundir.h"
+#include "ncsn/train_samples.h"
 
 #define DATA_CACHE_BYTES ((size_t)2 << 30)
 
@@ -54,6 +55,7 @@ typedef struct {
     int n_milestones;
     char *options_text;
     DataOrder order;
+    TrainSamples samples; /* --sample-every */
 } Trainer;
 
 static void say(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -452,15 +454,19 @@ static int train_loop(Trainer *t, long start)
         if (fresh) fprintf(p.metrics, "step,loss,lr,grad_norm,images_per_s,wall_s\n");
         p.tty = isatty(STDERR_FILENO);
     }
-    p.t_start = ncsn_now();
-    p.step_start = start;
     int status = 0;
+    /* The weights the pictures are made of. */
+    const float *shown = t->opt.ema ? t->opt.ema : m->params;
     if (dist_max_int((int)g_stop_signal)) { /* a signal arrived while starting up */
         say(t, "stop signal received before the first step: writing a checkpoint at step %ld and exiting with status %d (resumable)\n",
             start, NCSN_EXIT_STOPPED);
         write_checkpoint(t, start);
         status = NCSN_EXIT_STOPPED;
+    } else {
+        train_samples_start(&t->samples, start, shown);
     }
+    p.t_start = ncsn_now();
+    p.step_start = start;
     for (long step = start; step < o->steps && status == 0; step++) {
         double t0 = ncsn_now();
         for (long k = lo; k < hi; k++) {
@@ -506,6 +512,8 @@ static int train_loop(Trainer *t, long start)
             break;
         }
         if (done == o->steps || (o->ckpt_every > 0 && done % o->ckpt_every == 0)) write_checkpoint(t, done);
+        if (p.tty && o->sample_every > 0 && done % o->sample_every == 0 && done < o->steps) fputc('\n', stderr);
+        train_samples_at(&t->samples, done, shown);
     }
     if (status == 0 && start >= o->steps && !g_stop_signal) {
         say(t, "nothing to do: the run is already at step %ld of %ld\n", start, o->steps);
@@ -601,9 +609,26 @@ int cmd_train(const Options *o)
         printf("run dir: %s (steps %ld -> %ld)\n", o->run_dir, plan.start_step, o->steps);
         fflush(stdout);
     }
-    if (t.dist.rank == 0 && plan.start_step > 0) rundir_trim_metrics(o->run_dir, plan.start_step);
+    if (t.dist.rank == 0 && plan.start_step > 0) rundir_trim_csv(o->run_dir, "metrics.csv", plan.start_step);
+    TrainSamplesConfig sc = {
+        .every = o->sample_every, .n = o->sample_n,
+        .sampler = {.kind = o->sample_sampler, .steps_each = o->sample_steps_each,
+                    .steps_each_given = opt_given(o, "sample-steps-each"), .step_lr = o->sample_step_lr,
+                    .prefix = "sample-"},
+        .clip = !o->sample_no_clip, .seed = o->seed, .use_ema = t.opt.ema != NULL, .run_dir = o->run_dir,
+        .eval_data = o->eval_data, .train_data = o->data, .dataset = o->dataset};
+    train_samples_init(&t.samples, &sc, &t.model, &t.data, &t.dist);
+    if (t.dist.rank == 0 && o->sample_every > 0) {
+        printf("samples: every %ld steps, %ld with the %s weights and seed %llu, %s, denoised%s -> %s/samples\n",
+               o->sample_every, o->sample_n, t.opt.ema ? "EMA" : "current", (unsigned long long)o->seed,
+               t.samples.desc, o->sample_no_clip ? ", no clip" : "", o->run_dir);
+        if (o->eval_data) printf("evaluation: %s %s --data %s --fd --train-data %s -> %s/eval.csv\n",
+                                 t.samples.ev.python, t.samples.ev.script, o->eval_data, o->data, o->run_dir);
+        fflush(stdout);
+    }
     int status = train_loop(&t, plan.start_step);
     if (t.dist.rank == 0 && status == 0) printf("run dir: %s\n", o->run_dir);
+    train_samples_free(&t.samples);
     optim_free(&t);
     data_order_free(&t.order);
     free(t.options_text);

@@ -39,6 +39,10 @@ typedef struct {
     double lr, ema_rate, weight_decay, grad_clip, sigma_pick;
     long bucket_mb;
     int no_ema_warmup;
+    /* samples while training */
+    long sample_every, sample_n, sample_steps_each;
+    const char *sample_sampler, *sample_step_lr, *eval_data;
+    int sample_no_clip;
     /* sampling */
     long n, image_size, height, width, steps_each, micro_batch;
     const char *step_lr, *sampler; /* step_lr: a number or "auto" */

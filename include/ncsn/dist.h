@@ -46,6 +46,9 @@ int dist_max_int(int v);
 /* all[rank * n + i] = mine[i] on every rank */
 void dist_allgather_doubles(const double *mine, double *all, int n);
 void dist_barrier(void);
+/* A barrier whose waiting ranks sleep between polls instead of spinning,
+ * for waits of seconds (rank 0 running an evaluation script beside them). */
+void dist_barrier_idle(void);
 /* Rank 0 receives every rank's `mine` (counts[r] floats from rank r) in rank
  * order into all; other ranks may pass all = NULL. */
 void dist_gather_floats(const float *mine, float *all, const long *counts);

@@ -4,6 +4,11 @@
  *   latest.h5                  symlink to the newest complete checkpoint
  *   model.h5                   the model at the end of the run
  *   metrics.csv                step,loss,lr,grad_norm,images_per_s,wall_s
+ *   samples/step-<step>.h5     with --sample-every: samples at that step
+ *   samples/step-<step>.png    their grid picture
+ *   samples/step-<step>.json   with --eval-data: the evaluation's numbers,
+ *   samples/step-<step>.log    and its output
+ *   eval.csv                   step,fd,fd_floor,classifier_score,classes_5pct,n_classes
  *   *.tmp.<pid>                files being written (removed at start-up)
  * Only rank 0 calls these. */
 #ifndef NCSN_RUNDIR_H
@@ -20,8 +25,17 @@ void rundir_set_latest(const char *dir, long step);
 /* Deletes all but the `keep` newest checkpoints, never a milestone. */
 void rundir_prune(const char *dir, int keep, const long *milestones, int n_milestones);
 
-/* After a resume at `step`: drops the metrics rows of later steps (they
- * belong to the part of the interrupted run that is being redone). */
-void rundir_trim_metrics(const char *dir, long step);
+/* After a resume at `step`: drops the rows of later steps from the CSV file
+ * `name` (metrics.csv, eval.csv) of the run directory; they belong to the
+ * part of the interrupted run that is being redone. Keeps the header (a
+ * line that does not start with a number). Returns the step of the last
+ * row kept, -1 when there is none (or no file). */
+long rundir_trim_csv(const char *dir, const char *name, long step);
+
+/* dir/samples/step-<step, 8 digits>.<ext> */
+void rundir_samples_path(char *out, size_t cap, const char *dir, long step, const char *ext);
+/* Deletes the samples/step-<s>.* files of the steps s > step (after a
+ * resume at step, like rundir_trim_csv). */
+void rundir_drop_samples_after(const char *dir, long step);
 
 #endif
