@@ -235,25 +235,30 @@ def coverage(nn_labels, classes, p_ref):
 
 # ---------------------------------------------------------------- feature space (--fd)
 
+def psd_sqrt(s):
+    """Symmetric square root of a covariance matrix; eigenvalues that round
+    below zero are taken as zero."""
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
 def frechet_distance(f1, f2):
     """Frechet distance between Gaussians fitted to two feature sets [n, D]:
         ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2)),
     in float64.  S1 S2 is not symmetric, but it is similar to the symmetric
-    positive semi-definite sqrt(S1) S2 sqrt(S1) (conjugate by sqrt(S1)), so
-    the trace of its square root is the sum of the square roots of that
-    matrix's eigenvalues; two symmetric eigendecompositions avoid a general
-    matrix square root and its complex round-off.  Eigenvalues that round
-    below zero are taken as zero."""
+    positive semi-definite sqrt(S1) S2 sqrt(S1) = A A^T with
+    A = sqrt(S1) sqrt(S2), so Tr((S1 S2)^(1/2)) is the sum of the singular
+    values of A.  Taking them from an SVD of A, rather than as square roots
+    of the eigenvalues of A A^T, keeps the small ones accurate: forming A A^T
+    squares the condition number, and on 64 classifier features that left
+    FD(X, X) at -2e-5 instead of 1e-12."""
     f1 = np.asarray(f1, dtype=np.float64)
     f2 = np.asarray(f2, dtype=np.float64)
     mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
     s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
-    w, v = np.linalg.eigh(s1)
-    root1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T  # sqrt(S1) [D, D]
-    m = root1 @ s2 @ root1
-    ev = np.linalg.eigvalsh(0.5 * (m + m.T))
+    trace_root = np.linalg.svd(psd_sqrt(s1) @ psd_sqrt(s2), compute_uv=False).sum()
     d = mu1 - mu2
-    return float(d @ d + np.trace(s1) + np.trace(s2) - 2.0 * np.sqrt(np.clip(ev, 0.0, None)).sum())
+    return float(d @ d + np.trace(s1) + np.trace(s2) - 2.0 * trace_root)
 
 
 def classifier_score(logp):
