@@ -2,7 +2,7 @@
 """ncsn_eval.py: score a samples file against held-out data.
 
     ncsn_eval.py SAMPLES.h5 --data HELDOUT.h5 [--dataset images] [--n-ref 2000]
-                 [--seed 0] [--store]
+                 [--seed 0] [--store] [--json PATH] [--fd [--train-data TRAIN.h5]]
 
 SAMPLES.h5 holds /samples float32 [N, C, H, W] in [-1, 1] (DESIGN.md 4).
 HELDOUT.h5 is a dataset file (DESIGN.md 4): uint8 [M, H, W] or [M, H, W, C],
@@ -17,8 +17,8 @@ disjoint sets:
      samples where possible (if M < n_ref + 2, R gets M - min(N, M/2)).
 B is a set of real images that plays the part of the samples, so every
 measure below is reported for the samples and for B: a good model is as
-close to B's numbers as possible.  All distances are L2 in pixel space, on
-images scaled to [-1, 1] and flattened (D = C*H*W values).
+close to B's numbers as possible.  The distances of (a) to (c) are L2 in
+pixel space, on images scaled to [-1, 1] and flattened (D = C*H*W values).
 
 Measures
   (a) Nearest-neighbour distance ratio.
@@ -40,13 +40,40 @@ Measures
       per class; the expected share of class k is its frequency p_k in R;
       coverage = fraction of the classes of R with count_k / N >= p_k / 2.
       A mode-collapsed model scores low coverage even with a good nn_ratio.
+  (d) With --fd: the same sets in the 64 features of a small CNN classifier
+      (scripts/ncsn_fdnet.py) trained on the labelled file TRAIN.h5
+      (--train-data; default the --data file itself, R included, which the
+      output then notes: pass the model's training file to keep R unseen).
+      It trains once, in seconds, and is cached beside TRAIN.h5 as
+      TRAIN.h5.fdnet-KEY.pt (KEY from the file's sha256 and the recipe); a
+      cache that does not load is trained again, an unwritable directory
+      only costs the cache.  Its accuracy on a held-out tenth of TRAIN.h5
+      (and on R when TRAIN.h5 is another file) is printed.
+        fd        Frechet distance of the features of S to those of R:
+                  ||mu_S - mu_R||^2 + Tr(S_S + S_R - 2 (S_S S_R)^(1/2)),
+                  the FID formula in this classifier's features (not
+                  comparable with published FIDs).  fd_real, the same for B,
+                  is the floor: FD grows as the sample count shrinks, so
+                  compare at equal N, against the floor.
+        fd_score  exp(mean KL(p(y|x) || p(y))), the Inception score's
+                  formula with this classifier: 1 for one repeated image,
+                  at most K for confident predictions spread over K classes.
+        fd_coverage  classes with at least 5 % of the classifier's argmax
+                  ("classes>=5%: 8/10"), and the histogram fd_hist.
+      Image shape of the samples and TRAIN.h5 must agree; TRAIN.h5 needs
+      /labels.  Needs PyTorch; without --fd the script does not import it.
   Also the mean and standard deviation of the pixel values of the samples
   and of all held-out images.
 
 With --store the numbers are written as attributes eval_* on /samples (the
-file is opened r+).  Results are deterministic: the split uses numpy's
-default_rng(--seed, default 0).  Bad input exits with status 2 and a line
-naming the file and dataset.
+file is opened r+), eval_fd_* for (d).  --json PATH writes all results, for
+the samples and for B (keys ending in _real), as one JSON object: a number
+stored as eval_X appears as X, next to the file names and the classifier's
+provenance (fd_key, fd_cache, fd_cache_hit, fd_train_seconds, fd_recipe).
+Non-finite numbers are written as null.  Results are
+deterministic: the split uses numpy's default_rng(--seed, default 0), the
+classifier fixed seeds, deterministic kernels and one thread.  Bad input
+exits with status 2 and a line naming the file and dataset.
 """
 
 import argparse
@@ -517,7 +544,7 @@ def write_json(path, res, a):
 def main(argv):
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0].split(": ", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="See the module docstring (head -60 of this file) for the measures.")
+                                epilog="See the module docstring (head -90 of this file) for the measures.")
     p.add_argument("samples", metavar="SAMPLES.h5", help="file with /samples float32 [N,C,H,W]")
     p.add_argument("--data", required=True, metavar="HELDOUT.h5", help="held-out dataset file")
     p.add_argument("--dataset", default="images", help="image dataset name (default: images)")
