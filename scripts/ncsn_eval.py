@@ -326,6 +326,7 @@ def fd_classifier(a, shape):
         import ncsn_fdnet
     except ImportError as e:
         fail(f"--fd needs PyTorch (Debian package python3-torch): {e}")
+
     def images():  # all images of the file, float32 [M, C, H, W]; only needed to train
         return to_float(data, kind, np.arange(len(labels))).reshape((-1,) + tuple(shape))
 
