@@ -2,7 +2,7 @@
 """ncsn_eval.py: score a samples file against held-out data.
 
     ncsn_eval.py SAMPLES.h5 --data HELDOUT.h5 [--dataset images] [--n-ref 2000]
-                 [--seed 0] [--store]
+                 [--seed 0] [--store] [--json PATH] [--fd [--train-data TRAIN.h5]]
 
 SAMPLES.h5 holds /samples float32 [N, C, H, W] in [-1, 1] (DESIGN.md 4).
 HELDOUT.h5 is a dataset file (DESIGN.md 4): uint8 [M, H, W] or [M, H, W, C],
@@ -17,8 +17,8 @@ disjoint sets:
      samples where possible (if M < n_ref + 2, R gets M - min(N, M/2)).
 B is a set of real images that plays the part of the samples, so every
 measure below is reported for the samples and for B: a good model is as
-close to B's numbers as possible.  All distances are L2 in pixel space, on
-images scaled to [-1, 1] and flattened (D = C*H*W values).
+close to B's numbers as possible.  The distances of (a) to (c) are L2 in
+pixel space, on images scaled to [-1, 1] and flattened (D = C*H*W values).
 
 Measures
   (a) Nearest-neighbour distance ratio.
@@ -40,16 +40,44 @@ Measures
       per class; the expected share of class k is its frequency p_k in R;
       coverage = fraction of the classes of R with count_k / N >= p_k / 2.
       A mode-collapsed model scores low coverage even with a good nn_ratio.
+  (d) With --fd: the same sets in the 64 features of a small CNN classifier
+      (scripts/ncsn_fdnet.py) trained on the labelled file TRAIN.h5
+      (--train-data; default the --data file itself, R included, which the
+      output then notes: pass the model's training file to keep R unseen).
+      It trains once, in seconds, and is cached beside TRAIN.h5 as
+      TRAIN.h5.fdnet-KEY.pt (KEY from the file's sha256 and the recipe); a
+      cache that does not load is trained again, an unwritable directory
+      only costs the cache.  Its accuracy on a held-out tenth of TRAIN.h5
+      (and on R when TRAIN.h5 is another file) is printed.
+        fd        Frechet distance of the features of S to those of R:
+                  ||mu_S - mu_R||^2 + Tr(S_S + S_R - 2 (S_S S_R)^(1/2)),
+                  the FID formula in this classifier's features (not
+                  comparable with published FIDs).  fd_real, the same for B,
+                  is the floor: FD grows as the sample count shrinks, so
+                  compare at equal N, against the floor.
+        fd_score  exp(mean KL(p(y|x) || p(y))), the Inception score's
+                  formula with this classifier: 1 for one repeated image,
+                  at most K for confident predictions spread over K classes.
+        fd_coverage  classes with at least 5 % of the classifier's argmax
+                  ("classes>=5%: 8/10"), and the histogram fd_hist.
+      Image shape of the samples and TRAIN.h5 must agree; TRAIN.h5 needs
+      /labels.  Needs PyTorch; without --fd the script does not import it.
   Also the mean and standard deviation of the pixel values of the samples
   and of all held-out images.
 
 With --store the numbers are written as attributes eval_* on /samples (the
-file is opened r+).  Results are deterministic: the split uses numpy's
-default_rng(--seed, default 0).  Bad input exits with status 2 and a line
-naming the file and dataset.
+file is opened r+), eval_fd_* for (d).  --json PATH writes all results, for
+the samples and for B (keys ending in _real), as one JSON object: a number
+stored as eval_X appears as X, next to the file names and the classifier's
+provenance (fd_key, fd_cache, fd_cache_hit, fd_train_seconds, fd_recipe).
+Non-finite numbers are written as null.  Results are
+deterministic: the split uses numpy's default_rng(--seed, default 0), the
+classifier fixed seeds, deterministic kernels and one thread.  Bad input
+exits with status 2 and a line naming the file and dataset.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -58,6 +86,7 @@ import numpy as np
 PROG = "ncsn_eval.py"
 BLOCK = 1024  # rows per block of a distance matrix
 MEDIAN_MAX = 2000  # images of R used for the median heuristic
+FD_SHARE = 0.05  # a class counts as covered by the classifier's argmax from this share on
 
 
 def fail(message):
@@ -231,11 +260,116 @@ def coverage(nn_labels, classes, p_ref):
     return float(np.mean(share >= 0.5 * p_ref)), counts
 
 
+# ---------------------------------------------------------------- feature space (--fd)
+
+def psd_sqrt(s):
+    """Symmetric square root of a covariance matrix; eigenvalues that round
+    below zero are taken as zero."""
+    w, v = np.linalg.eigh(s)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def frechet_distance(f1, f2):
+    """Frechet distance between Gaussians fitted to two feature sets [n, D]:
+        ||mu1 - mu2||^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2)),
+    in float64.  S1 S2 is not symmetric, but it is similar to the symmetric
+    positive semi-definite sqrt(S1) S2 sqrt(S1) = A A^T with
+    A = sqrt(S1) sqrt(S2), so Tr((S1 S2)^(1/2)) is the sum of the singular
+    values of A.  Taking them from an SVD of A, rather than as square roots
+    of the eigenvalues of A A^T, keeps the small ones accurate: forming A A^T
+    squares the condition number, and on 64 classifier features that left
+    FD(X, X) at -2e-5 instead of 1e-12."""
+    f1 = np.asarray(f1, dtype=np.float64)
+    f2 = np.asarray(f2, dtype=np.float64)
+    mu1, mu2 = f1.mean(axis=0), f2.mean(axis=0)
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    trace_root = np.linalg.svd(psd_sqrt(s1) @ psd_sqrt(s2), compute_uv=False).sum()
+    d = mu1 - mu2
+    return float(d @ d + np.trace(s1) + np.trace(s2) - 2.0 * trace_root)
+
+
+def classifier_score(logp):
+    """exp(mean over x of KL(p(y|x) || p(y))), p(y) the mean of p(y|x) over
+    the set (the Inception score's formula); logp [n, K] float64.  1 when
+    every image gets the same class distribution, K at most (confident and
+    evenly spread over the K classes)."""
+    p = np.exp(logp)
+    log_py = np.log(p.mean(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        terms = np.where(p > 0.0, p * (logp - log_py), 0.0)
+    return float(np.exp(terms.sum(axis=1).mean()))
+
+
+def argmax_coverage(logp, n_classes):
+    """Histogram of the classifier's argmax over classes 0..K-1 and the number
+    of classes that get at least FD_SHARE of the images."""
+    hist = np.bincount(logp.argmax(axis=1), minlength=n_classes)
+    return int((hist >= FD_SHARE * len(logp)).sum()), hist
+
+
+def fd_classifier(a, shape):
+    """The feature classifier for --fd: trained on --train-data (default the
+    --data file), or loaded from its cache.  Refuses files without /labels
+    and images of another shape than the samples."""
+    path = a.train_data or a.data
+    data, kind, labels = load_data(path, a.dataset)
+    if labels is None:
+        fail(f"{path}: no dataset /labels; --fd trains its classifier on labelled images "
+             f"(make the file with ncsn_convert.py --labels, or give --train-data a labelled file)")
+    if tuple(chw_shape(data, kind)) != tuple(shape):
+        fail(f"{a.samples}: /samples images are [C,H,W] = {list(shape)}, but the --fd classifier "
+             f"takes [C,H,W] = {list(chw_shape(data, kind))} (the images of {path}:{a.dataset})")
+    if len(labels) < 20:
+        fail(f"{path}: dataset {a.dataset} has {len(labels)} images, --fd needs at least 20 "
+             f"to train its classifier")
+    try:
+        import ncsn_fdnet
+    except ImportError as e:
+        fail(f"--fd needs PyTorch (Debian package python3-torch): {e}")
+
+    def images():  # all images of the file, float32 [M, C, H, W]; only needed to train
+        return to_float(data, kind, np.arange(len(labels))).reshape((-1,) + tuple(shape))
+
+    net, info = ncsn_fdnet.load_or_train(path, a.dataset, images, labels, shape, PROG)
+    info["path"] = path
+    info["separate"] = a.train_data is not None and info["sha256"] != ncsn_fdnet.file_sha256(a.data)
+    info["recipe"] = ncsn_fdnet.RECIPE
+    if info["cache_hit"]:
+        print(f"{PROG}: classifier loaded from {info['cache']}")
+    else:
+        print(f"{PROG}: classifier trained on {info['n_train']} images of {path}:/{a.dataset.strip('/')} "
+              f"in {info['train_seconds']:.1f} s" +
+              (f", saved to {info['cache']}" if info["cache"] else ""))
+    return net, info, ncsn_fdnet.forward
+
+
+def evaluate_fd(res, samples, data, kind, labels, ref_idx, base_idx, clf):
+    """Add the fd_* numbers for the samples and for B (the floor) to res."""
+    net, info, forward = clf
+    K = info["n_classes"]
+    f_r, logp_r = forward(net, to_float(data, kind, ref_idx).reshape((-1,) + samples.shape[1:]))
+    f_b, logp_b = forward(net, to_float(data, kind, base_idx).reshape((-1,) + samples.shape[1:]))
+    f_s, logp_s = forward(net, samples)
+    res["fd"], res["fd_real"] = frechet_distance(f_s, f_r), frechet_distance(f_b, f_r)
+    res["fd_score"], res["fd_score_real"] = classifier_score(logp_s), classifier_score(logp_b)
+    res["fd_coverage"], res["fd_hist"] = argmax_coverage(logp_s, K)
+    res["fd_coverage_real"], res["fd_hist_real"] = argmax_coverage(logp_b, K)
+    res["fd_n_classes"], res["fd_dim"] = K, f_s.shape[1]
+    res["fd_accuracy"], res["fd_n_val"] = info["accuracy"], info["n_val"]
+    res["fd_accuracy_ref"] = None
+    if info["separate"] and labels is not None:
+        res["fd_accuracy_ref"] = float(np.mean(logp_r.argmax(axis=1) == labels[ref_idx]))
+    res["fd_train_data"], res["fd_train_sha256"] = info["path"], info["sha256"]
+    res["fd_separate"] = info["separate"]
+    res["fd_key"], res["fd_cache"], res["fd_cache_hit"] = info["key"], info["cache"], info["cache_hit"]
+    res["fd_train_seconds"], res["fd_recipe"] = info["train_seconds"], info["recipe"]
+
+
 # ---------------------------------------------------------------- main
 
-def evaluate(samples, data, kind, labels, n_ref, seed):
-    M = data.shape[0]
-    N = samples.shape[0]
+def split(M, N, n_ref, seed):
+    """Indices of the reference set R and the real baseline B among M held-out
+    images, for N samples; None when there are too few images."""
     n_b = min(N, M - n_ref)
     if n_b < 2:  # not enough held-out images for both sets: split them
         n_b = min(N, M // 2)
@@ -243,8 +377,12 @@ def evaluate(samples, data, kind, labels, n_ref, seed):
     if n_b < 2 or n_ref < 2:
         return None
     perm = np.random.default_rng(seed).permutation(M)
-    ref_idx = np.sort(perm[:n_ref])
-    base_idx = np.sort(perm[n_ref:n_ref + n_b])
+    return np.sort(perm[:n_ref]), np.sort(perm[n_ref:n_ref + n_b])
+
+
+def evaluate(samples, data, kind, labels, ref_idx, base_idx, seed):
+    N = samples.shape[0]
+    n_ref, n_b = len(ref_idx), len(base_idx)
     R = to_float(data, kind, ref_idx)
     B = to_float(data, kind, base_idx)
     S = samples.reshape(N, -1)
@@ -292,6 +430,14 @@ def print_table(res, samples_path, data_path, name):
     ]
     if "coverage" in res:
         rows.append(("class coverage", f"{res['coverage']:.3f}", f"{res['coverage_real']:.3f}"))
+    if "fd" in res:
+        K = res["fd_n_classes"]
+        rows += [
+            ("Frechet distance to R (features)", f"{res['fd']:.4f}", f"{res['fd_real']:.4f}"),
+            ("classifier score", f"{res['fd_score']:.4f}", f"{res['fd_score_real']:.4f}"),
+            (f"classes>={FD_SHARE:.0%} (classifier)", f"{res['fd_coverage']}/{K}",
+             f"{res['fd_coverage_real']}/{K}"),
+        ]
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     for i, r in enumerate(rows):
         print(f"  {r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]:>{w[2]}}")
@@ -304,8 +450,25 @@ def print_table(res, samples_path, data_path, name):
         for c, p, k, kb in zip(res["classes"], res["class_share_ref"], res["class_hist"],
                                res["class_hist_real"]):
             print(f"  {c:5d}  {p:8.3f}  {k:6d} {k / n:5.3f}  {kb:4d} {kb / nb:5.3f}")
+    if "fd" in res:
+        print_fd(res)
     if res["out_of_range"]:
         print(f"  note: samples range over [{res['min']:.4g}, {res['max']:.4g}], outside [-1, 1]")
+
+
+def print_fd(res):
+    """The classifier's accuracy, its class histograms, and a note when it has
+    seen the reference set."""
+    ref = "" if res["fd_accuracy_ref"] is None else f", {res['fd_accuracy_ref']:.3f} on R"
+    print(f"  classifier: {res['fd_n_classes']} classes, {res['fd_dim']} features; accuracy "
+          f"{res['fd_accuracy']:.3f} on {res['fd_n_val']} held-out images of {res['fd_train_data']}{ref}")
+    n, nb = res["n_samples"], res["n_real"]
+    print("  class  samples(argmax)  real(argmax)")
+    for c, (k, kb) in enumerate(zip(res["fd_hist"], res["fd_hist_real"])):
+        print(f"  {c:5d}  {k:8d} {k / n:6.3f}  {kb:5d} {kb / nb:6.3f}")
+    if not res["fd_separate"]:
+        print("  note: the classifier was trained on the held-out file, R included; give "
+              "--train-data (e.g. the model's training file) to keep R unseen")
 
 
 def store(path, res, data_path, name):
@@ -327,37 +490,103 @@ def store(path, res, data_path, name):
             for k in ("eval_coverage", "eval_coverage_real", "eval_classes", "eval_class_hist"):
                 if k in a:
                     del a[k]
+        for k in [k for k in a if k.startswith("eval_fd")]:
+            del a[k]  # numbers of an earlier --fd run would not match these
+        if "fd" in res:
+            store_fd(a, res)
+
+
+def store_fd(a, res):
+    for k in ("fd", "fd_real", "fd_score", "fd_score_real", "fd_accuracy"):
+        a[f"eval_{k}"] = np.float64(res[k])
+    if res["fd_accuracy_ref"] is not None:
+        a["eval_fd_accuracy_ref"] = np.float64(res["fd_accuracy_ref"])
+    for k in ("fd_coverage", "fd_coverage_real", "fd_n_classes", "fd_dim", "fd_n_val"):
+        a[f"eval_{k}"] = np.int64(res[k])
+    a["eval_fd_hist"] = np.asarray(res["fd_hist"], dtype=np.int64)
+    a["eval_fd_hist_real"] = np.asarray(res["fd_hist_real"], dtype=np.int64)
+    a["eval_fd_train_data"] = np.bytes_(os.path.basename(res["fd_train_data"]).encode())
+    a["eval_fd_key"] = np.bytes_(res["fd_key"].encode())
+
+
+def plain(v):
+    """A result value as JSON: arrays as lists, numpy scalars as Python's,
+    non-finite numbers as null."""
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (np.ndarray, list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, (np.bool_, bool)):
+        return bool(v)
+    if isinstance(v, (np.integer, int)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        return float(v) if np.isfinite(v) else None
+    return v
+
+
+def write_json(path, res, a):
+    """All numbers as one JSON object, written under a temporary name and
+    renamed so that a reader never sees half a file."""
+    out = {"samples": a.samples, "data": a.data, "dataset": a.dataset}
+    out.update(plain(res))
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(out, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        fail(f"{path}: cannot write the JSON file ({e.strerror or e})")
 
 
 def main(argv):
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0].split(": ", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="See the module docstring (head -60 of this file) for the measures.")
+                                epilog="See the module docstring (head -90 of this file) for the measures.")
     p.add_argument("samples", metavar="SAMPLES.h5", help="file with /samples float32 [N,C,H,W]")
     p.add_argument("--data", required=True, metavar="HELDOUT.h5", help="held-out dataset file")
     p.add_argument("--dataset", default="images", help="image dataset name (default: images)")
     p.add_argument("--n-ref", type=int, default=2000, help="reference set size (default: 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split (default: 0)")
     p.add_argument("--store", action="store_true", help="write eval_* attributes on /samples")
+    p.add_argument("--fd", action="store_true",
+                   help="add the Frechet distance, classifier score and coverage in the features of "
+                        "a small CNN classifier (needs PyTorch)")
+    p.add_argument("--train-data", metavar="TRAIN.h5",
+                   help="labelled dataset file the --fd classifier trains on (default: the --data "
+                        "file); its cache TRAIN.h5.fdnet-KEY.pt is kept beside it")
+    p.add_argument("--json", metavar="PATH", help="also write all numbers as one JSON object to PATH")
     a = p.parse_args(argv)
     if a.n_ref < 2:
         p.error(f"--n-ref must be at least 2, got {a.n_ref}")
     if a.seed < 0:
         p.error(f"--seed must be non-negative, got {a.seed}")
+    if a.train_data and not a.fd:
+        p.error("--train-data is the --fd classifier's training file; give --fd too")
 
     samples = load_samples(a.samples)
     data, kind, labels = load_data(a.data, a.dataset)
     if tuple(samples.shape[1:]) != tuple(chw_shape(data, kind)):
         fail(f"{a.samples}: /samples images are [C,H,W] = {list(samples.shape[1:])}, but "
              f"{a.data}:{a.dataset} holds {list(chw_shape(data, kind))}")
-    res = evaluate(samples, data, kind, labels, a.n_ref, a.seed)
-    if res is None:
+    sets = split(data.shape[0], samples.shape[0], a.n_ref, a.seed)
+    if sets is None:
         fail(f"{a.data}: dataset {a.dataset} has {data.shape[0]} images, need at least 4 "
              f"(two disjoint sets of at least 2)")
+    clf = fd_classifier(a, samples.shape[1:]) if a.fd else None
+    res = evaluate(samples, data, kind, labels, *sets, a.seed)
+    if clf is not None:
+        evaluate_fd(res, samples, data, kind, labels, *sets, clf)
     print_table(res, a.samples, a.data, a.dataset)
     if a.store:
         store(a.samples, res, a.data, a.dataset)
         print(f"{PROG}: stored eval_* attributes on {a.samples}:/samples")
+    if a.json:
+        write_json(a.json, res, a)
+        print(f"{PROG}: wrote {a.json}")
     return 0
 
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # test_scripts.sh: end-to-end test of the Python helpers in scripts/
-# (ncsn_convert.py, ncsn_eval.py, plot_loss.py, mixture_exact.py) on real
+# (ncsn_convert.py, ncsn_eval.py without --fd, plot_loss.py, mixture_exact.py) on real
 # Fashion-MNIST images and on small synthetic inputs made here.
 #
 #   tests/test_scripts.sh [SCRIPTS_DIR] [SCRATCH_DIR]
@@ -210,6 +210,18 @@ EOF
 $evl "$tmp/real_samples.h5" --data "$tmp/held.h5" >"$tmp/e1.txt" 2>&1
 $evl "$tmp/real_samples.h5" --data "$tmp/held.h5" >"$tmp/e2.txt" 2>&1
 if cmp -s "$tmp/e1.txt" "$tmp/e2.txt" && [ -s "$tmp/e1.txt" ]; then ok "eval deterministic"; else bad "eval deterministic"; fi
+check "eval --json" $evl "$tmp/real_samples.h5" --data "$tmp/held.h5" --json "$tmp/e.json"
+check "eval --json: the stored numbers, for samples and real images, in one object" $py - "$tmp" <<'EOF'
+import sys, json, h5py
+tmp = sys.argv[1]
+j = json.load(open(f"{tmp}/e.json"))
+with h5py.File(f"{tmp}/real_samples.h5") as f:
+    a = f["samples"].attrs
+    for k in ("nn_ratio", "nn_dist_real", "mmd2", "mmd2_real", "coverage", "coverage_real"):
+        assert j[k] == a[f"eval_{k}"], (k, j[k], a[f"eval_{k}"])
+    assert j["class_hist"] == list(a["eval_class_hist"]) and j["n_samples"] == 1000
+    assert "fd" not in j and not any(k.startswith("eval_fd") for k in a)
+EOF
 expect_fail "eval shape mismatch refused" "$tmp/none" $evl "$tmp/wrong_shape.h5" --data "$tmp/held.h5"
 expect_fail "eval missing dataset refused" "$tmp/none" $evl "$tmp/real_samples.h5" --data "$tmp/held.h5" --dataset nope
 
