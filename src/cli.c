@@ -21,6 +21,7 @@
         {"no-scale-by-sigma", OPT_FLAG, NULL, "do not divide the output by sigma", F(no_scale_by_sigma)}, \
         {"plane-head", OPT_FLAG, NULL, "predict the clean image's mean and scale (docs/quality.md)", F(plane_head)}, \
         {"head-floor", OPT_DOUBLE, "0.05", "with --plane-head: weight floor, 1/(sigma^2+floor^2)", F(head_floor)}, \
+        {"norm", OPT_STR, "cin", "every conditional norm: cin or cin++ (docs/training.md)", F(norm)},   \
         {"sigma-begin", OPT_DOUBLE, NULL, "largest noise level (with --sigma-end)", F(sigma_begin)}, \
         {"sigma-end", OPT_DOUBLE, NULL, "smallest noise level (with --sigma-begin)", F(sigma_end)}, \
         {"sigmas", OPT_STR, NULL, "explicit descending noise levels a,b,...", F(sigmas)}
@@ -238,6 +239,8 @@ void opt_model_config(const Options *o, NcsnConfig *cfg)
         ncsn_die_usage("option --head-floor has no effect without --plane-head");
     cfg->plane_head = o->plane_head;
     cfg->head_floor = o->head_floor;
+    if (!norm_kind_parse(o->norm, &cfg->norm))
+        ncsn_die_usage("option --norm: expected cin or cin++, got '%s'", o->norm);
     double d[4];
     if (parse_list(o->dilations, "dilations", d, 4) != 4)
         ncsn_die_usage("option --dilations: expected four positive integers, got '%s'", o->dilations);

@@ -32,6 +32,7 @@ typedef struct {
     int no_scale_by_sigma;
     int plane_head;
     double head_floor;
+    const char *norm;
     double sigma_begin, sigma_end;
     uint64_t seed;
     /* training */
