@@ -193,6 +193,7 @@ static RunPlan plan_run(Trainer *t)
     int have_file = 0;
     if (o->model) {
         ckpt_load_model(&from_file, o->model);
+        opt_check_model_file(o, &from_file.cfg, o->model);
         have_file = 1;
         cfg = from_file.cfg;
     } else {

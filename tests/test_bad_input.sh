@@ -148,6 +148,11 @@ for f in cinpp/latest.h5:cin++ nonorm.h5:cin; do
     if "$NCSN" info "$W/${f%%:*}" | grep -qx "norm: *${f#*:}"; then echo "ok   info: ${f%%:*} shows norm ${f#*:}"
     else echo "FAIL info of ${f%%:*} does not show norm ${f#*:}:"; "$NCSN" info "$W/${f%%:*}"; failed=1; fi
 done
+# With --model the file decides the network: a model option that disagrees is refused.
+expect "train: --model and another norm" "option --norm disagrees with --model $W/m.h5 (norm cin)" "" -- \
+    "$NCSN" train "${Q[@]}" --run-dir "$W/frommodel" --model "$W/m.h5" --norm cin++ --steps 1
+expect "train: --model and another nf" "option --nf disagrees with --model $W/m.h5 (nf 8)" "" -- \
+    "$NCSN" train "${Q[@]}" --run-dir "$W/frommodel" --model "$W/m.h5" --nf 16 --steps 1
 expect "train: resume with another norm" "/model norm is cin++ in the checkpoint but cin in this run" "" -- \
     "$NCSN" train "${Q[@]}" --steps 4 --resume "$W/cinpp/latest.h5"
 
