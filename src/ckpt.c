@@ -24,6 +24,7 @@ void ckpt_write_weights(hid_t file, const char *group, const Model *m, const flo
     h5_attr_write_int(g, "scale_by_sigma", 1, &c->scale_by_sigma);
     h5_attr_write_int(g, "plane_head", 1, &c->plane_head);
     h5_attr_write_double(g, "head_floor", 1, &c->head_floor);
+    h5_attr_write_str(g, "norm", norm_kind_name(c->norm));
     int version = NCSN_FORMAT_VERSION;
     h5_attr_write_int(g, "format_version", 1, &version);
     for (int i = 0; i < m->table.n; i++) {
@@ -44,6 +45,23 @@ static int read_attr_int(hid_t g, const char *path, const char *name, int n, int
     return h5_attr_read_int(g, path, "/model", name, n, v);
 }
 
+/* the string attribute norm, "cin" or "cin++"; absent (files written
+ * before the option): cin. 0, or -1 with err set */
+static int try_attr_norm(hid_t g, NormKind *kind, const char *path, char *err, size_t cap)
+{
+    if (H5Aexists(g, "norm") <= 0) return 0;
+    char text[32];
+    if (!h5_attr_read_str(g, "norm", text, sizeof text)) {
+        snprintf(err, cap, "%s: attribute norm of /model is not a string", path);
+        return -1;
+    }
+    if (!norm_kind_parse(text, kind)) {
+        snprintf(err, cap, "%s: attribute norm of /model is '%s', expected cin or cin++", path, text);
+        return -1;
+    }
+    return 0;
+}
+
 void ckpt_load_model_from(Model *m, hid_t file, const char *path)
 {
     if (!h5_exists(file, "/model")) ncsn_die_usage("%s: group /model is missing (not a model file)", path);
@@ -60,6 +78,8 @@ void ckpt_load_model_from(Model *m, hid_t file, const char *path)
     /* absent in files written before the plane head: off */
     read_attr_int(g, path, "plane_head", 1, &c.plane_head);
     h5_attr_read_double(g, path, "/model", "head_floor", 1, &c.head_floor);
+    char err[512];
+    if (try_attr_norm(g, &c.norm, path, err, sizeof err) < 0) ncsn_die_usage("%s", err);
     int version = 0;
     if (read_attr_int(g, path, "format_version", 1, &version) && version > NCSN_FORMAT_VERSION)
         ncsn_die_usage("%s: format_version %d is newer than this program reads (%d)", path, version,
@@ -314,7 +334,8 @@ int ckpt_try_read_config(const char *path, NcsnConfig *cfg, float *sigmas, int *
         try_attr_int(g, "dilations", 4, cfg->dilations, path, "/model", err, cap) == 0 &&
         try_attr_int(g, "scale_by_sigma", 1, &cfg->scale_by_sigma, path, "/model", err, cap) == 0 &&
         try_attr_optional(g, "plane_head", H5T_NATIVE_INT, &cfg->plane_head, path, "/model", err, cap) == 0 &&
-        try_attr_optional(g, "head_floor", H5T_NATIVE_DOUBLE, &cfg->head_floor, path, "/model", err, cap) == 0) {
+        try_attr_optional(g, "head_floor", H5T_NATIVE_DOUBLE, &cfg->head_floor, path, "/model", err, cap) == 0 &&
+        try_attr_norm(g, &cfg->norm, path, err, cap) == 0) {
         const char *bad = config_validate(cfg);
         if (bad) snprintf(err, cap, "%s: /model attributes: %s", path, bad);
         else rc = 0;
@@ -366,6 +387,11 @@ int ckpt_try_load_train(const char *path, Model *model, OptimState *o, TrainMeta
         field = "head_floor";
         snprintf(have, sizeof have, "%g", cfg.head_floor);
         snprintf(mine, sizeof mine, "%g", want->head_floor);
+    }
+    if (!field && cfg.norm != want->norm) {
+        field = "norm";
+        snprintf(have, sizeof have, "%s", norm_kind_name(cfg.norm));
+        snprintf(mine, sizeof mine, "%s", norm_kind_name(want->norm));
     }
     if (field) {
         snprintf(err, cap, "%s: /model %s is %s in the checkpoint but %s in this run", path, field, have, mine);

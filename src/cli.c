@@ -21,6 +21,7 @@
         {"no-scale-by-sigma", OPT_FLAG, NULL, "do not divide the output by sigma", F(no_scale_by_sigma)}, \
         {"plane-head", OPT_FLAG, NULL, "predict the clean image's mean and scale (docs/quality.md)", F(plane_head)}, \
         {"head-floor", OPT_DOUBLE, "0.05", "with --plane-head: weight floor, 1/(sigma^2+floor^2)", F(head_floor)}, \
+        {"norm", OPT_STR, "cin", "every conditional norm: cin or cin++ (docs/training.md)", F(norm)},   \
         {"sigma-begin", OPT_DOUBLE, NULL, "largest noise level (with --sigma-end)", F(sigma_begin)}, \
         {"sigma-end", OPT_DOUBLE, NULL, "smallest noise level (with --sigma-begin)", F(sigma_end)}, \
         {"sigmas", OPT_STR, NULL, "explicit descending noise levels a,b,...", F(sigmas)}
@@ -247,6 +248,8 @@ void opt_model_config(const Options *o, NcsnConfig *cfg)
         ncsn_die_usage("option --head-floor has no effect without --plane-head");
     cfg->plane_head = o->plane_head;
     cfg->head_floor = o->head_floor;
+    if (!norm_kind_parse(o->norm, &cfg->norm))
+        ncsn_die_usage("option --norm: expected cin or cin++, got '%s'", o->norm);
     double d[4];
     if (parse_list(o->dilations, "dilations", d, 4) != 4)
         ncsn_die_usage("option --dilations: expected four positive integers, got '%s'", o->dilations);
@@ -257,6 +260,33 @@ void opt_model_config(const Options *o, NcsnConfig *cfg)
     }
     const char *bad = config_validate(cfg);
     if (bad) ncsn_die_usage("model options: %s", bad);
+}
+
+void opt_check_model_file(const Options *o, const NcsnConfig *f, const char *path)
+{
+    NcsnConfig want;
+    opt_model_config(o, &want);
+    const char *bad = NULL;
+    char have[64] = "";
+#define DISAGREE(option, differs, ...)                                                             \
+    if (!bad && opt_given(o, option) && (differs)) {                                               \
+        bad = option;                                                                              \
+        snprintf(have, sizeof have, __VA_ARGS__);                                                  \
+    }
+    DISAGREE("in-channels", want.in_channels != f->in_channels, "in_channels %d", f->in_channels)
+    DISAGREE("nf", want.nf != f->nf, "nf %d", f->nf)
+    DISAGREE("num-classes", want.num_classes != f->num_classes, "num_classes %d", f->num_classes)
+    DISAGREE("dilations", memcmp(want.dilations, f->dilations, sizeof want.dilations) != 0,
+             "dilations %d,%d,%d,%d", f->dilations[0], f->dilations[1], f->dilations[2], f->dilations[3])
+    DISAGREE("no-scale-by-sigma", want.scale_by_sigma != f->scale_by_sigma, "scale_by_sigma %d", f->scale_by_sigma)
+    DISAGREE("plane-head", want.plane_head != f->plane_head, "plane_head %d", f->plane_head)
+    DISAGREE("head-floor", !f->plane_head || want.head_floor != f->head_floor, "plane_head %d, head_floor %g",
+             f->plane_head, f->head_floor)
+    DISAGREE("norm", want.norm != f->norm, "norm %s", norm_kind_name(f->norm))
+#undef DISAGREE
+    if (bad)
+        ncsn_die_usage("option --%s disagrees with --model %s (%s): with --model the file decides the network",
+                       bad, path, have);
 }
 
 int opt_sigmas(const Options *o, int L, float *sigmas)

@@ -74,6 +74,7 @@ int cmd_info(const Options *o)
     printf("scale_by_sigma: %s\n", c->scale_by_sigma ? "yes" : "no");
     if (c->plane_head) printf("plane_head:     yes, head_floor %g\n", c->head_floor);
     else printf("plane_head:     no\n");
+    printf("norm:           %s\n", norm_kind_name(c->norm));
     print_count("parameters:     ", param_count(&m));
     printf("sigmas:         ");
     if (!m.sigmas) printf("not set");

@@ -132,14 +132,15 @@ static void norm_elu_fwd(const Ctx *c, const NormLayer *L, NormEluCache *k, cons
     k->a = act(c);
     k->mean = arena_alloc(&c->r->act, nc);
     k->rstd = arena_alloc(&c->r->act, nc);
-    norm_elu_forward(k->a, k->mean, k->rstd, x, P(c, L->embed), c->labels, c->s);
+    norm_elu_forward(k->a, k->mean, k->rstd, x, P(c, L->embed), c->labels, c->s, L->kind);
 }
 
 /* dx += d/dx given da */
 static void norm_elu_bwd(const Ctx *c, const NormLayer *L, const NormEluCache *k, float *dx,
                          const float *da)
 {
-    norm_elu_backward(dx, G(c, L->embed), da, k->a, k->mean, k->rstd, k->x, P(c, L->embed), c->labels, c->s);
+    norm_elu_backward(dx, G(c, L->embed), da, k->a, k->mean, k->rstd, k->x, P(c, L->embed), c->labels, c->s,
+                      L->kind);
 }
 
 /* out = x + conv2(ELU(norm2(conv1(ELU(norm1(x)))))) */

@@ -25,6 +25,17 @@ void config_default(NcsnConfig *cfg)
     cfg->scale_by_sigma = 1;
     cfg->plane_head = 0;
     cfg->head_floor = 0.05;
+    cfg->norm = NORM_CIN;
+}
+
+const char *norm_kind_name(NormKind kind) { return kind == NORM_CINPP ? "cin++" : "cin"; }
+
+int norm_kind_parse(const char *text, NormKind *kind)
+{
+    if (strcmp(text, "cin") == 0) *kind = NORM_CIN;
+    else if (strcmp(text, "cin++") == 0) *kind = NORM_CINPP;
+    else return 0;
+    return 1;
 }
 
 const char *config_validate(const NcsnConfig *cfg)
@@ -39,6 +50,8 @@ const char *config_validate(const NcsnConfig *cfg)
     if (cfg->scale_by_sigma != 0 && cfg->scale_by_sigma != 1) return "scale_by_sigma must be 0 or 1";
     if (cfg->plane_head != 0 && cfg->plane_head != 1) return "plane_head must be 0 or 1";
     if (!(cfg->head_floor >= 0.0 && cfg->head_floor <= 1e3)) return "head_floor must be in 0..1000";
+    if (cfg->norm != NORM_CIN && cfg->norm != NORM_CINPP) return "norm must be cin or cin++";
+    if (cfg->norm == NORM_CINPP && cfg->nf < 2) return "norm cin++ needs nf >= 2 (a variance over the channels)";
     return NULL;
 }
 
@@ -46,6 +59,7 @@ typedef struct {
     ParamTable *t;
     int cap;
     int L;
+    NormKind norm;
 } Builder;
 
 static size_t add_param(Builder *b, int ndim, const int *shape, const char *fmt, ...)
@@ -87,8 +101,8 @@ static ConvLayer add_conv(Builder *b, int cin, int cout, int dil, const char *pr
 
 static NormLayer add_norm(Builder *b, int c, const char *prefix)
 {
-    NormLayer n = {.c = c};
-    int es[2] = {b->L, 2 * c};
+    NormLayer n = {.c = c, .kind = b->norm};
+    int es[2] = {b->L, (b->norm == NORM_CINPP ? 3 : 2) * c}; /* gamma | [alpha |] beta */
     n.embed = add_param(b, 2, es, "%s.embed.weight", prefix);
     return n;
 }
@@ -146,7 +160,7 @@ static RefineLayer add_refine(Builder *b, int nf, int n_in, const char *prefix)
 static void model_layout(Model *m)
 {
     const NcsnConfig *c = &m->cfg;
-    Builder b = {.t = &m->table, .cap = 0, .L = c->num_classes};
+    Builder b = {.t = &m->table, .cap = 0, .L = c->num_classes, .norm = c->norm};
     NetLayout *net = &m->net;
     char p[NCSN_MAX_KEY];
     net->begin_conv = add_conv(&b, c->in_channels, c->nf, 1, "begin_conv");
@@ -207,7 +221,15 @@ void model_init_weights(Model *m, uint64_t seed)
     for (int i = 0; i < m->table.n; i++) {
         const ParamSpec *p = &m->table.specs[i];
         float *w = m->params + p->offset;
-        if (ends_with(p->key, "embed.weight")) {
+        if (ends_with(p->key, "embed.weight") && m->cfg.norm == NORM_CINPP) {
+            /* gamma and alpha ~ N(1, 0.02), one stream per row; beta 0 */
+            int L = p->shape[0], width = p->shape[1], c = width / 3;
+            for (int l = 0; l < L; l++) {
+                float *row = w + (size_t)l * width;
+                rng_fill_normal(row, 2 * (size_t)c, seed, RNG_INIT, (uint32_t)i, (uint32_t)l);
+                for (int j = 0; j < 2 * c; j++) row[j] = 1.0f + 0.02f * row[j];
+            }
+        } else if (ends_with(p->key, "embed.weight")) {
             int L = p->shape[0], twoc = p->shape[1];
             for (int l = 0; l < L; l++)
                 for (int j = 0; j < twoc / 2; j++) w[(size_t)l * twoc + j] = 1.0f;

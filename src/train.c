@@ -261,6 +261,7 @@ static RunPlan plan_run(Trainer *t)
     int have_file = 0;
     if (o->model) {
         ckpt_load_model(&from_file, o->model);
+        opt_check_model_file(o, &from_file.cfg, o->model);
         have_file = 1;
         cfg = from_file.cfg;
     } else {
@@ -599,9 +600,9 @@ int cmd_train(const Options *o)
         size_t count = 0;
         for (int i = 0; i < t.model.table.n; i++) count += t.model.table.specs[i].count;
         printf("model: in_channels %d, nf %d, num_classes %d, dilations %d,%d,%d,%d, scale_by_sigma %d, "
-               "plane_head %d (floor %g), %zu parameters\n",
+               "plane_head %d (floor %g), norm %s, %zu parameters\n",
                c->in_channels, c->nf, c->num_classes, c->dilations[0], c->dilations[1], c->dilations[2],
-               c->dilations[3], c->scale_by_sigma, c->plane_head, c->head_floor, count);
+               c->dilations[3], c->scale_by_sigma, c->plane_head, c->head_floor, norm_kind_name(c->norm), count);
         printf("sigmas:");
         for (int i = 0; i < c->num_classes; i++) printf(" %.5g", t.model.sigmas[i]);
         printf("\n");

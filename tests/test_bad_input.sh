@@ -55,6 +55,11 @@ for name, sig in [("negsig.h5", [1, -0.5, -1]), ("ascsig.h5", [0.1, 0.5, 1])]:
     shutil.copy(f"{w}/m.h5", f"{w}/{name}")
     with h5py.File(f"{w}/{name}", "r+") as f:
         f["model/sigmas"][...] = np.array(sig, np.float32)
+for name, norm in [("nonorm.h5", None), ("badnorm.h5", "cin+")]:  # files without the attribute are cin
+    shutil.copy(f"{w}/m.h5", f"{w}/{name}")
+    with h5py.File(f"{w}/{name}", "r+") as f:
+        del f["model"].attrs["norm"]
+        if norm: f["model"].attrs["norm"] = norm
 open(f"{w}/text.h5", "w").write("not hdf5\n")
 def data(name, arr, layout=None):
     with h5py.File(f"{w}/{name}", "w") as f:
@@ -95,6 +100,9 @@ expect "init: bad number"            "option --nf: expected an integer, got 'x'"
 expect "unknown command"             "unknown command 'trian'" "" -- "$NCSN" trian
 expect "init: floor without the head" "option --head-floor has no effect without --plane-head" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --head-floor 0.1
 expect "init: negative head floor"   "model options: head_floor must be in 0..1000" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --plane-head --head-floor -1
+expect "init: bad norm"              "option --norm: expected cin or cin++, got 'cinpp'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --norm cinpp
+expect "init: cin++ with nf 1"       "model options: norm cin++ needs nf >= 2" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --norm cin++ --nf 1
+expect "score: bad norm attribute"   "$W/badnorm.h5: attribute norm of /model is 'cin+', expected cin or cin++" "$W/o.h5" -- "$NCSN" score --model "$W/badnorm.h5" --input "$W/good.h5" --out "$W/o.h5"
 
 T=(--run-dir "$W/run" --in-channels 1 --nf 8 --num-classes 3 --sigmas 1,0.5,0.1 --steps 2 --batch 4)
 expect "train: data missing"         "$W/none.h5: cannot open file" "" -- "$NCSN" train --data "$W/none.h5" "${T[@]}"
@@ -121,6 +129,34 @@ if "$NCSN" info "$W/plane/latest.h5" | grep -q "^plane_head: *yes, head_floor 0.
 else echo "FAIL info does not show the plane head:"; "$NCSN" info "$W/plane/latest.h5"; failed=1; fi
 expect "train: resume with another head floor" "/model head_floor is 0.05 in the checkpoint but 0.1 in this run" "" -- \
     "$NCSN" train "${P[@]}" --steps 4 --head-floor 0.1 --resume "$W/plane/latest.h5"
+
+# The norm is part of the model: /model attribute norm ("cin" or "cin++";
+# absent: cin), shown by info; a resume with another norm is refused naming it.
+Q=(--data "$W/d_good.h5" --run-dir "$W/cinpp" --in-channels 1 --nf 8 --num-classes 3 --sigmas 1,0.5,0.1 --batch 4)
+"$NCSN" train "${Q[@]}" --norm cin++ --steps 2 --ckpt-every 2 >"$W/stdout" 2>&1 || { echo "FAIL cin++: training failed"; cat "$W/stdout"; failed=1; }
+if $PY - "$W" <<'PYEOF'
+import sys, h5py
+w = sys.argv[1]
+def norm_of(path):
+    v = h5py.File(path, "r")["model"].attrs["norm"]
+    return v.decode() if isinstance(v, bytes) else v
+with h5py.File(f"{w}/cinpp/latest.h5", "r") as f:
+    shape = f["model/end_norm.embed.weight"].shape
+sys.exit(not (norm_of(f"{w}/cinpp/latest.h5") == "cin++" and norm_of(f"{w}/m.h5") == "cin" and shape == (3, 24)))
+PYEOF
+then echo "ok   attribute: /model norm is cin++ (embed [3, 24]) and cin by default"
+else echo "FAIL /model attribute norm or the embed shape is wrong"; failed=1; fi
+for f in cinpp/latest.h5:cin++ nonorm.h5:cin; do
+    if "$NCSN" info "$W/${f%%:*}" | grep -qx "norm: *${f#*:}"; then echo "ok   info: ${f%%:*} shows norm ${f#*:}"
+    else echo "FAIL info of ${f%%:*} does not show norm ${f#*:}:"; "$NCSN" info "$W/${f%%:*}"; failed=1; fi
+done
+# With --model the file decides the network: a model option that disagrees is refused.
+expect "train: --model and another norm" "option --norm disagrees with --model $W/m.h5 (norm cin)" "" -- \
+    "$NCSN" train "${Q[@]}" --run-dir "$W/frommodel" --model "$W/m.h5" --norm cin++ --steps 1
+expect "train: --model and another nf" "option --nf disagrees with --model $W/m.h5 (nf 8)" "" -- \
+    "$NCSN" train "${Q[@]}" --run-dir "$W/frommodel" --model "$W/m.h5" --nf 16 --steps 1
+expect "train: resume with another norm" "/model norm is cin++ in the checkpoint but cin in this run" "" -- \
+    "$NCSN" train "${Q[@]}" --steps 4 --resume "$W/cinpp/latest.h5"
 
 [ $failed -eq 0 ] && echo "bad_input: all checks passed"
 exit $failed

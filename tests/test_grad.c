@@ -143,19 +143,23 @@ static void test_conv(int d, ConvAlgo algo)
 }
 
 /* ---- conditional instance norm ---- */
-static void norm_f(Case *c) { norm_forward(c->out, c->mean, c->rstd, c->in[0], c->in[1], c->labels, c->s); }
-static void norm_b(Case *c) { norm_backward(c->grads[0], c->grads[1], c->r, c->mean, c->rstd, c->in[0], c->in[1], c->labels, c->s); }
+static NormKind g_norm = NORM_CIN;
+static void norm_f(Case *c) { norm_forward(c->out, c->mean, c->rstd, c->in[0], c->in[1], c->labels, c->s, g_norm); }
+static void norm_b(Case *c) { norm_backward(c->grads[0], c->grads[1], c->r, c->mean, c->rstd, c->in[0], c->in[1], c->labels, c->s, g_norm); }
 
-static void test_norm(void)
+static int embed_width(NormKind kind, int C) { return (kind == NORM_CINPP ? 3 : 2) * C; }
+
+static void test_norm(NormKind kind)
 {
     Case c = {0};
-    c.name = "cond. instance norm";
+    g_norm = kind;
+    c.name = kind == NORM_CINPP ? "cond. instance norm++" : "cond. instance norm";
     c.s = (Shape){3, 4, 5, 6};
     int L = 3, labels[3] = {2, 0, 2};
     c.labels = labels;
     c.n_in = 2;
     c.count[0] = shape_count(c.s);
-    c.count[1] = (size_t)L * 2 * c.s.C;
+    c.count[1] = (size_t)L * embed_width(kind, c.s.C);
     c.in_name[0] = "x"; c.in_name[1] = "embed";
     c.in[0] = randn(c.count[0], 1, 2.0f);
     c.in[1] = randn(c.count[1], 2, 1.0f);
@@ -186,26 +190,27 @@ static double max_rel(const float *a, const float *b, size_t n)
     return num / den;
 }
 
-static void test_norm_elu_fused(void)
+static void test_norm_elu_fused(NormKind kind)
 {
     Shape s = {3, 4, 5, 6};
     int L = 3, labels[3] = {1, 2, 1};
-    size_t n = shape_count(s), ne = (size_t)L * 2 * s.C, nc = (size_t)s.N * s.C;
+    size_t n = shape_count(s), ne = (size_t)L * embed_width(kind, s.C), nc = (size_t)s.N * s.C;
     float *x = randn(n, 60, 2.0f), *embed = randn(ne, 61, 1.0f), *da = randn(n, 62, 1.0f);
     float *a1 = xmalloc(n * sizeof(float)), *a2 = xmalloc(n * sizeof(float));
     float *m1 = xmalloc(nc * sizeof(float)), *r1 = xmalloc(nc * sizeof(float));
     float *m2 = xmalloc(nc * sizeof(float)), *r2 = xmalloc(nc * sizeof(float));
     float *dx1 = xcalloc(n, sizeof(float)), *dx2 = xcalloc(n, sizeof(float)), *dn = xcalloc(n, sizeof(float));
     float *de1 = xcalloc(ne, sizeof(float)), *de2 = xcalloc(ne, sizeof(float));
-    norm_elu_forward(a1, m1, r1, x, embed, labels, s);
-    norm_forward(a2, m2, r2, x, embed, labels, s);
+    norm_elu_forward(a1, m1, r1, x, embed, labels, s, kind);
+    norm_forward(a2, m2, r2, x, embed, labels, s, kind);
     elu_forward(a2, a2, n);
-    norm_elu_backward(dx1, de1, da, a1, m1, r1, x, embed, labels, s);
+    norm_elu_backward(dx1, de1, da, a1, m1, r1, x, embed, labels, s, kind);
     elu_backward(dn, da, a2, n);
-    norm_backward(dx2, de2, dn, m2, r2, x, embed, labels, s);
+    norm_backward(dx2, de2, dn, m2, r2, x, embed, labels, s, kind);
     double ef = max_rel(a1, a2, n), ex = max_rel(dx1, dx2, n), ee = max_rel(de1, de2, ne);
     int ok = ef < 1e-6 && ex < 1e-5 && ee < 1e-5;
-    printf("%-34s out %.1e, d/x %.1e, d/embed %.1e vs norm then ELU %s\n", "fused norm + ELU", ef, ex, ee,
+    printf("%-34s out %.1e, d/x %.1e, d/embed %.1e vs norm then ELU %s\n",
+           kind == NORM_CINPP ? "fused norm++ + ELU" : "fused norm + ELU", ef, ex, ee,
            ok ? "ok" : "FAIL");
     if (!ok) g_failed = 1;
     free(x), free(embed), free(da), free(a1), free(a2), free(m1), free(r1), free(m2), free(r2);
@@ -307,7 +312,7 @@ static void test_input_grad(Net *n, const char *what)
     free(wout), free(out), free(dx);
 }
 
-static void test_network(int scale_by_sigma, int plane_head)
+static void test_network(int scale_by_sigma, int plane_head, NormKind norm)
 {
     Net n;
     memset(&n, 0, sizeof n);
@@ -320,6 +325,7 @@ static void test_network(int scale_by_sigma, int plane_head)
     cfg.scale_by_sigma = scale_by_sigma;
     cfg.plane_head = plane_head;
     cfg.head_floor = 0.3f;
+    cfg.norm = norm;
     model_init(&n.m, &cfg);
     float *p = randn(n.m.table.total, 20, 0.3f);
     memcpy(n.m.params, p, n.m.table.total * sizeof(float));
@@ -339,7 +345,7 @@ static void test_network(int scale_by_sigma, int plane_head)
     double eps = 1e-3;
     int used = 0;
     for (int k = 0; used < 300; k++) {
-        rng_block(w, 78, 2, (uint32_t)(scale_by_sigma + 2 * plane_head), (uint32_t)k, 0);
+        rng_block(w, 78, 2, (uint32_t)(scale_by_sigma + 2 * plane_head + 4 * norm), (uint32_t)k, 0);
         const ParamSpec *ps = &n.m.table.specs[w[0] % n.m.table.n];
         if (strncmp(ps->key, "refine4.msf", 11) == 0) continue;
         size_t i = ps->offset + w[1] % ps->count;
@@ -356,8 +362,9 @@ static void test_network(int scale_by_sigma, int plane_head)
     }
     double rel = sqrt(num / den);
     int ok = rel <= TOL_NET;
-    char what[64];
-    snprintf(what, sizeof what, "scale_by_sigma=%d plane_head=%d", scale_by_sigma, plane_head);
+    char what[80];
+    snprintf(what, sizeof what, "scale_by_sigma=%d plane_head=%d norm=%s", scale_by_sigma, plane_head,
+             norm_kind_name(norm));
     printf("DSM loss, %s       d/params rel.err %.2e %s\n", what, rel, ok ? "ok" : "FAIL");
     if (!ok) g_failed = 1;
     test_input_grad(&n, what);
@@ -389,14 +396,18 @@ int main(void)
     test_expm1();
     for (int algo = CONV_IM2COL; algo <= CONV_WINOGRAD4; algo++)
         for (int d = 1; d <= 3; d++) test_conv(d, (ConvAlgo)algo);
-    test_norm();
+    test_norm(NORM_CIN);
+    test_norm(NORM_CINPP);
     test_elu();
-    test_norm_elu_fused();
+    test_norm_elu_fused(NORM_CIN);
+    test_norm_elu_fused(NORM_CINPP);
     test_pool();
-    test_network(1, 0);
-    test_network(0, 0);
-    test_network(1, 1);
-    test_network(0, 1);
+    test_network(1, 0, NORM_CIN);
+    test_network(0, 0, NORM_CIN);
+    test_network(1, 1, NORM_CIN);
+    test_network(0, 1, NORM_CIN);
+    test_network(1, 0, NORM_CINPP);
+    test_network(0, 1, NORM_CINPP);
     if (g_failed) printf("FAILED\n");
     return g_failed;
 }

@@ -18,7 +18,8 @@ the same float32 weights:
 
 and the /grad key set must equal the reference's parameter keys. It also runs
 `NCSN_BINARY init` with the defaults and checks the key set, shapes, parameter
-count (12,471,555), attributes and the DESIGN initial values.
+count (12,471,555), attributes and the DESIGN initial values, and `init --norm
+cin++` (keys, shapes, attribute, initial gamma and alpha ~ N(1, 0.02), beta 0).
 
 Random draws come only from torch generators seeded here; the C side reads
 everything from the files, so no generator has to match. Inputs are redrawn
@@ -67,6 +68,8 @@ CONFIGS = [
          N=2, H=10, W=7, labels=[4, 1], sigma_range=(1.0, 0.05), seed=2002),
     dict(name="c", in_channels=2, nf=8, L=3, dilations=(1, 2, 1, 2), scale_by_sigma=True,
          plane_head=True, head_floor=0.3, N=2, H=8, W=6, labels=[2, 0], sigma_range=(1.5, 0.2), seed=3003),
+    dict(name="d", in_channels=3, nf=8, L=4, dilations=(1, 2, 1, 3), scale_by_sigma=True, norm="cin++",
+         N=3, H=8, W=7, labels=[3, 0, 2], sigma_range=(2.0, 0.1), seed=4004),
 ]
 
 
@@ -83,7 +86,7 @@ def check(cond, msg):
 # Which gradients are zero in exact arithmetic
 # --------------------------------------------------------------------------
 
-def zero_grad_keys(keys):
+def zero_grad_keys(keys, norm="cin"):
     """Keys whose loss gradient is exactly zero in exact arithmetic.
 
     Every conv bias except end_conv.bias. A bias adds a per-channel constant
@@ -112,7 +115,13 @@ def zero_grad_keys(keys):
 
     refine4.msf.* (its MSF is never executed) are zero too; those are checked
     for exact zeros separately (see unused_keys()).
+
+    With norm="cin++" none: CondInstanceNormPlus passes on each channel's mean
+    relative to the other channels' (alpha * mh), so a per-channel shift does
+    not die at a norm, and every bias reaches the loss.
     """
+    if norm == "cin++":
+        return set()
     return {k for k in keys if k.endswith(".bias") and k != "end_conv.bias"}
 
 
@@ -127,14 +136,17 @@ def unused_keys(keys):
 
 def randomize_(model, gen):
     """Random values in every parameter: conv weights randn / sqrt(fan_in),
-    biases randn * 0.2 (nonzero), gamma 1 + 0.2 randn, beta 0.3 randn."""
+    biases randn * 0.2 (nonzero), gamma 1 + 0.2 randn, (cin++) alpha
+    1 + 0.3 randn, beta 0.3 randn."""
     nf = model.nf
     with torch.no_grad():
         for key, p in model.named_parameters():
             r = torch.randn(p.shape, generator=gen, dtype=torch.float64)
             if key.endswith("embed.weight"):
+                b0 = p.shape[1] - nf                     # beta's first column
                 r[:, :nf] = 1.0 + 0.2 * r[:, :nf]
-                r[:, nf:] = 0.3 * r[:, nf:]
+                r[:, nf:b0] = 1.0 + 0.3 * r[:, nf:b0]     # alpha (cin++ only)
+                r[:, b0:] = 0.3 * r[:, b0:]
             elif key.endswith(".bias"):
                 r = 0.2 * r
             else:
@@ -147,7 +159,7 @@ def draw_case(cfg, seed):
     gen = torch.Generator().manual_seed(seed)
     model = R.NCSNRef(cfg["in_channels"], cfg["nf"], cfg["L"], cfg["dilations"],
                       scale_by_sigma=cfg["scale_by_sigma"], plane_head=cfg.get("plane_head", False),
-                      head_floor=cfg.get("head_floor", 0.05),
+                      head_floor=cfg.get("head_floor", 0.05), norm=cfg.get("norm", "cin"),
                       sigmas=R.make_sigmas(*cfg["sigma_range"], cfg["L"]))
     randomize_(model, gen)
     shape = (cfg["N"], cfg["in_channels"], cfg["H"], cfg["W"])
@@ -239,7 +251,7 @@ def run_config(binary, workdir, cfg):
     loss_ref = loss_t.item()
     g_ref = {k: R.grad_or_zeros(p).numpy() for k, p in ref.named_parameters()}
     keys = ref.param_keys()
-    zero_keys = zero_grad_keys(keys)
+    zero_keys = zero_grad_keys(keys, ref.norm)
     unused = unused_keys(keys)
     zero_tol = ZERO_GRAD_ATOL * max(1.0, abs(loss_ref))
 
@@ -319,7 +331,7 @@ def run_config(binary, workdir, cfg):
 
     print(f"config {name}: C={cfg['in_channels']} nf={cfg['nf']} L={cfg['L']} "
           f"dil={','.join(map(str, cfg['dilations']))} scale_by_sigma={int(cfg['scale_by_sigma'])} "
-          f"plane_head={int(cfg.get('plane_head', False))} "
+          f"plane_head={int(cfg.get('plane_head', False))} norm={cfg.get('norm', 'cin')} "
           f"N={cfg['N']} HxW={cfg['H']}x{cfg['W']} (seed {seed}, pool gap {gap:.1e}): "
           f"score rel {score_err:.2e}, loss rel {loss_err:.2e} (loss {loss_ref:.6g}), "
           f"worst grad rel {worst_rel:.2e} [{worst_rel_key}], "
@@ -330,7 +342,7 @@ def model_copy(model):
     """A deep copy (float32) of a reference model, weights and sigmas included."""
     m = R.NCSNRef(model.in_channels, model.nf, model.num_classes, model.dilations,
                   scale_by_sigma=model.scale_by_sigma, plane_head=model.plane_head,
-                  head_floor=model.head_floor)
+                  head_floor=model.head_floor, norm=model.norm)
     m.load_state_dict(model.state_dict())
     return m
 
@@ -360,6 +372,8 @@ def check_default_init(binary, workdir):
             got_v = np.asarray(g.attrs[a]).reshape(-1).tolist()
             check(got_v == np.asarray(v).reshape(-1).tolist(),
                   f"{path}: /model attribute {a} = {got_v}, expected {v}")
+        check(attr_str(g, "norm") == "cin", f"{path}: /model attribute norm is {attr_str(g, 'norm')!r}, "
+                                            "expected 'cin'")
 
         count = 0
         for k, shape in shapes.items():
@@ -378,6 +392,47 @@ def check_default_init(binary, workdir):
     R.load_model_h5(path)  # the reference reads the C file as well
     print(f"init defaults: {len(shapes)} keys, {count:,} parameters, shapes, attributes "
           f"and initial values ok")
+
+
+def attr_str(g, name):
+    v = g.attrs.get(name)
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def check_cinpp_init(binary, workdir):
+    """`init --norm cin++`: the reference's keys and shapes (embed [L, 3 nf]),
+    attribute norm, convs and biases as DESIGN, and embed columns: gamma and
+    alpha ~ N(1, 0.02), beta 0 (pooled over every norm layer)."""
+    path = os.path.join(workdir, "cinpp.h5")
+    nf, L = 32, 10
+    run(binary, ["init", "--out", path, "--norm", "cin++", "--nf", str(nf), "--seed", "3"])
+    ref = R.NCSNRef(nf=nf, num_classes=L, norm="cin++")
+    shapes = {k: tuple(p.shape) for k, p in ref.named_parameters()}
+    scale = []
+    with h5py.File(path, "r") as f:
+        g = f["model"]
+        check(attr_str(g, "norm") == "cin++", f"{path}: /model attribute norm is {attr_str(g, 'norm')!r}, "
+                                              "expected 'cin++'")
+        got = {k for k in g.keys() if k != "sigmas"}
+        check(got == set(shapes), f"{path}: /model keys differ from the reference's "
+                                  f"({sorted(got ^ set(shapes))[:3]})")
+        for k, shape in shapes.items():
+            a = g[k][()]
+            check(a.shape == shape, f"{path}: /model/{k} has shape {a.shape}, expected {shape}")
+            if k.endswith("embed.weight"):
+                check((a[:, 2 * nf:] == 0).all(), f"{path}: /model/{k}: initial beta must be 0")
+                scale.append(a[:, :2 * nf].astype(np.float64).reshape(-1))
+            else:
+                check_initial_values(path, k, a)
+    scale = np.concatenate(scale)
+    mean, sd = scale.mean(), scale.std()
+    check(abs(mean - 1) < 1e-3 and abs(sd / 0.02 - 1) < 0.03 and np.abs(scale - 1).max() < 0.02 * 7,
+          f"{path}: initial gamma and alpha: mean {mean:.5f}, sd {sd:.5f} over {scale.size} values, "
+          "expected N(1, 0.02)")
+    back = R.load_model_h5(path)  # the reference reads it as cin++
+    check(back.norm == "cin++", f"{path}: the reference reads norm {back.norm!r}")
+    print(f"init --norm cin++: {len(shapes)} keys, shapes and attribute ok; gamma and alpha "
+          f"mean {mean:.4f} sd {sd:.4f} over {scale.size} values, beta 0")
 
 
 def check_initial_values(path, key, a):
@@ -418,6 +473,7 @@ def main(argv):
         for cfg in CONFIGS:
             run_config(binary, workdir, cfg)
         check_default_init(binary, workdir)
+        check_cinpp_init(binary, workdir)
     except Failure as e:
         print(f"FAIL: {e}", file=sys.stderr)
         return 1

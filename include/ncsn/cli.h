@@ -32,6 +32,7 @@ typedef struct {
     int no_scale_by_sigma;
     int plane_head;
     double head_floor;
+    const char *norm;
     double sigma_begin, sigma_end;
     uint64_t seed;
     /* training */
@@ -55,6 +56,10 @@ typedef struct {
 int opt_given(const Options *o, const char *name);
 /* Builds the model configuration from the model options (init, train). */
 void opt_model_config(const Options *o, NcsnConfig *cfg);
+/* With --model the file decides the network: a model option given on the
+ * command line that disagrees with the file's configuration f is refused
+ * (exit 2, naming it); one that agrees is accepted. */
+void opt_check_model_file(const Options *o, const NcsnConfig *f, const char *path);
 /* Parses the noise-level options into sigmas[L]; returns 0 when none given. */
 int opt_sigmas(const Options *o, int L, float *sigmas);
 /* Prints every resolved option of the subcommand (rank 0 does this once). */

@@ -28,11 +28,18 @@ typedef struct {
      * at the smallest levels to 1 / (sigma^2 + head_floor^2). */
     int plane_head;
     double head_floor;
+    /* The conditional norm of every norm layer (ops.h): NORM_CIN by
+     * default (DESIGN.md), or NORM_CINPP, whose embed.weight is [L, 3*nf]. */
+    NormKind norm;
 } NcsnConfig;
 
 void config_default(NcsnConfig *cfg);
 /* Returns NULL when valid, else a static message saying what is wrong. */
 const char *config_validate(const NcsnConfig *cfg);
+/* "cin" or "cin++": the name on the command line and in model files; parse
+ * returns 0 for any other text. */
+const char *norm_kind_name(NormKind kind);
+int norm_kind_parse(const char *text, NormKind *kind);
 
 typedef struct {
     char key[NCSN_MAX_KEY];
@@ -56,6 +63,7 @@ typedef struct {
 typedef struct {
     size_t embed;
     int c;
+    NormKind kind;
 } NormLayer;
 typedef struct {
     NormLayer norm1, norm2;
@@ -97,7 +105,8 @@ void model_free(Model *m);
  * 50 MB at nf 128; model_backward then refuses to run. */
 void model_drop_grads(Model *m);
 /* Initialisation of DESIGN.md section 1: Xavier-uniform convs, bias 0,
- * gamma 1, beta 0. Uses the counter-based generator with this seed. */
+ * gamma 1, beta 0; with NORM_CINPP gamma and alpha ~ N(1, 0.02) instead
+ * (as the NCSN paper's code). Uses the counter-based generator with this seed. */
 void model_init_weights(Model *m, uint64_t seed);
 void model_set_sigmas(Model *m, const float *sigmas); /* copies; NULL clears */
 const ParamSpec *model_find(const Model *m, const char *key);

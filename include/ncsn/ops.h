@@ -59,22 +59,29 @@ void wino_forward(float *out, const float *in, const float *w, const float *b, S
 void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w, Shape s,
                    int cout, int d, int algo, float *work);
 
-/* Conditional instance norm: per (n, c) mean and biased variance over H x W,
- * out = gamma[y,c] * (x - mean) / sqrt(var + 1e-5) + beta[y,c];
- * embed: [L, 2*C], gamma = columns [0, C), beta = [C, 2C).
+/* Conditional instance norms. Per (n, c): mean mu and biased variance var
+ * over H x W, xhat = (x - mu) / sqrt(var + 1e-5); gamma, alpha, beta are
+ * the columns of embed's row y = labels[n] (C each, in that order).
+ *   NORM_CIN    out = gamma[y,c] * xhat + beta[y,c]; embed [L, 2*C] (no alpha).
+ *   NORM_CINPP  out = gamma[y,c] * (xhat + alpha[y,c] * mh[n,c]) + beta[y,c],
+ *               mh = the sample's channel means, centred by their mean and
+ *               divided by sqrt(their unbiased variance + 1e-5); embed
+ *               [L, 3*C]; needs C >= 2 (the NCSN paper's InstanceNorm++).
  * mean, rstd: [N*C] saved for the backward pass. */
+typedef enum { NORM_CIN = 0, NORM_CINPP = 1 } NormKind;
 void norm_forward(float *out, float *mean, float *rstd, const float *in, const float *embed,
-                  const int *labels, Shape s);
+                  const int *labels, Shape s, NormKind kind);
 void norm_backward(float *din, float *dembed, const float *dout, const float *mean,
                    const float *rstd, const float *in, const float *embed, const int *labels,
-                   Shape s);
+                   Shape s, NormKind kind);
 
 /* a = ELU(norm(x)) in one pass (mean, rstd as above), and its backward
  * from da, the gradient at a, reading a instead of a stored norm output. */
 void norm_elu_forward(float *out, float *mean, float *rstd, const float *in, const float *embed,
-                      const int *labels, Shape s);
+                      const int *labels, Shape s, NormKind kind);
 void norm_elu_backward(float *din, float *dembed, const float *da, const float *a, const float *mean,
-                       const float *rstd, const float *in, const float *embed, const int *labels, Shape s);
+                       const float *rstd, const float *in, const float *embed, const int *labels, Shape s,
+                       NormKind kind);
 
 /* ELU with alpha 1. The backward reads the forward's output:
  * d/dx elu(x) = 1 for x > 0 and elu(x) + 1 otherwise. in and out may alias. */

@@ -11,7 +11,7 @@ registration order (which is also the order of param_keys()):
     begin_conv                                  nn.Conv2d C -> nf, 3x3, pad 1
     stage1 .. stage4                            RCUBlock, dilations[0..3]
     refine4, refine3, refine2, refine1          RefineBlock (1, 2, 2, 2 inputs)
-    end_norm                                    CondInstanceNorm(nf)
+    end_norm                                    CondInstanceNorm(nf) (or ...Plus)
     end_conv                                    nn.Conv2d nf -> C, 3x3, pad 1
 
     RCUBlock:    units.0, units.1               (RCU)
@@ -20,6 +20,7 @@ registration order (which is also the order of param_keys()):
     MSF:         norms.<i>, convs.<i>           (plain nn.Conv2d), one per input
     CRP:         norms.0..3, convs.0..3         (plain nn.Conv2d)
     CondInstanceNorm: embed.weight [L, 2*nf]    (gamma | beta)
+    CondInstanceNormPlus: embed.weight [L, 3*nf] (gamma | alpha | beta), with norm="cin++"
 
 Assumption (DESIGN.md only says "the stage's dilation" for RCUs): the RCUs
 inside the refine blocks (rcu_in, rcu_out) use dilation 1, like every other
@@ -96,6 +97,38 @@ class CondInstanceNorm(nn.Module):
         return gamma * xhat + beta
 
 
+class CondInstanceNormPlus(nn.Module):
+    """Conditional instance norm++ (the NCSN paper's InstanceNorm++), norm="cin++".
+
+    CondInstanceNorm plus where each channel's mean lies among the sample's
+    channel means mu [N, nf]: mh = (mu - mean_c mu) / sqrt(var_c mu + 1e-5),
+    with the unbiased variance over the channels (torch.var's default);
+    out = gamma[y, c] (xhat + alpha[y, c] mh) + beta[y, c]. embed.weight
+    [L, 3 nf] = gamma | alpha | beta; initially gamma, alpha ~ N(1, 0.02),
+    beta = 0.
+    """
+
+    def __init__(self, nf, num_classes):
+        super().__init__()
+        self.nf = nf
+        self.embed = nn.Embedding(num_classes, 3 * nf)
+        with torch.no_grad():
+            self.embed.weight[:, :2 * nf].normal_(1.0, 0.02)
+            self.embed.weight[:, 2 * nf:].zero_()
+
+    def forward(self, x, y):
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        var = x.var(dim=(2, 3), unbiased=False, keepdim=True)
+        xhat = (x - mean) / torch.sqrt(var + NORM_EPS)
+        mu = mean.flatten(1)                            # [N, nf]
+        mh = (mu - mu.mean(dim=1, keepdim=True)) / torch.sqrt(mu.var(dim=1, keepdim=True) + NORM_EPS)
+        gamma, alpha, beta = (t.reshape(-1, self.nf, 1, 1) for t in self.embed(y).chunk(3, dim=1))
+        return gamma * (xhat + alpha * mh.reshape(-1, self.nf, 1, 1)) + beta
+
+
+NORMS = {"cin": CondInstanceNorm, "cin++": CondInstanceNormPlus}
+
+
 class Conv3x3(nn.Module):
     """The dilated 3x3 conv of an RCU; wraps the conv as `.conv` (key names)."""
 
@@ -110,11 +143,11 @@ class Conv3x3(nn.Module):
 class RCU(nn.Module):
     """RCU(x) = x + conv2(ELU(norm2(conv1(ELU(norm1(x))))))."""
 
-    def __init__(self, nf, num_classes, dilation):
+    def __init__(self, nf, num_classes, dilation, norm="cin"):
         super().__init__()
-        self.norm1 = CondInstanceNorm(nf, num_classes)
+        self.norm1 = NORMS[norm](nf, num_classes)
         self.conv1 = Conv3x3(nf, nf, dilation)
-        self.norm2 = CondInstanceNorm(nf, num_classes)
+        self.norm2 = NORMS[norm](nf, num_classes)
         self.conv2 = Conv3x3(nf, nf, dilation)
 
     def forward(self, x, y):
@@ -126,9 +159,9 @@ class RCU(nn.Module):
 class RCUBlock(nn.Module):
     """Two RCUs in sequence: units.0, units.1."""
 
-    def __init__(self, nf, num_classes, dilation, n_units=2):
+    def __init__(self, nf, num_classes, dilation, n_units=2, norm="cin"):
         super().__init__()
-        self.units = nn.ModuleList([RCU(nf, num_classes, dilation) for _ in range(n_units)])
+        self.units = nn.ModuleList([RCU(nf, num_classes, dilation, norm) for _ in range(n_units)])
 
     def forward(self, x, y):
         for unit in self.units:
@@ -139,9 +172,9 @@ class RCUBlock(nn.Module):
 class MSF(nn.Module):
     """Multi-resolution fusion: sum_i convs[i](ELU(norms[i](h_i)))."""
 
-    def __init__(self, nf, num_classes, n_inputs):
+    def __init__(self, nf, num_classes, n_inputs, norm="cin"):
         super().__init__()
-        self.norms = nn.ModuleList([CondInstanceNorm(nf, num_classes) for _ in range(n_inputs)])
+        self.norms = nn.ModuleList([NORMS[norm](nf, num_classes) for _ in range(n_inputs)])
         self.convs = nn.ModuleList([make_conv(nf, nf) for _ in range(n_inputs)])
 
     def forward(self, hs, y):
@@ -159,9 +192,9 @@ class CRP(nn.Module):
     maxpool5 = 5x5, stride 1, padding 2; padded positions never win.
     """
 
-    def __init__(self, nf, num_classes, n_stages=4):
+    def __init__(self, nf, num_classes, n_stages=4, norm="cin"):
         super().__init__()
-        self.norms = nn.ModuleList([CondInstanceNorm(nf, num_classes) for _ in range(n_stages)])
+        self.norms = nn.ModuleList([NORMS[norm](nf, num_classes) for _ in range(n_stages)])
         self.convs = nn.ModuleList([make_conv(nf, nf) for _ in range(n_stages)])
         # When set to a list, forward() appends the smallest gap between the
         # two largest values of any pooling window (see maxpool_min_gap).
@@ -205,12 +238,12 @@ def maxpool_min_gap(a, tie_tol=1e-10):
 class RefineBlock(nn.Module):
     """h_i = rcu_in[i](x_i); h = h_0 or MSF(h_0, h_1); h = CRP(h); rcu_out(h)."""
 
-    def __init__(self, nf, num_classes, n_inputs):
+    def __init__(self, nf, num_classes, n_inputs, norm="cin"):
         super().__init__()
-        self.rcu_in = nn.ModuleList([RCUBlock(nf, num_classes, 1) for _ in range(n_inputs)])
-        self.msf = MSF(nf, num_classes, n_inputs)   # refine4: 1 norm + 1 conv, unused
-        self.crp = CRP(nf, num_classes)
-        self.rcu_out = RCUBlock(nf, num_classes, 1)
+        self.rcu_in = nn.ModuleList([RCUBlock(nf, num_classes, 1, norm=norm) for _ in range(n_inputs)])
+        self.msf = MSF(nf, num_classes, n_inputs, norm)   # refine4: 1 norm + 1 conv, unused
+        self.crp = CRP(nf, num_classes, norm=norm)
+        self.rcu_out = RCUBlock(nf, num_classes, 1, norm=norm)
 
     def forward(self, xs, y):
         assert len(xs) == len(self.rcu_in)
@@ -228,7 +261,7 @@ class NCSNRef(nn.Module):
     """The NCSN score network s(x, y) of DESIGN.md section 1."""
 
     def __init__(self, in_channels=3, nf=128, num_classes=10, dilations=(1, 2, 4, 8),
-                 scale_by_sigma=True, sigmas=None, plane_head=False, head_floor=0.05):
+                 scale_by_sigma=True, sigmas=None, plane_head=False, head_floor=0.05, norm="cin"):
         super().__init__()
         dilations = tuple(int(d) for d in dilations)
         if len(dilations) != 4 or min(dilations) < 1:
@@ -240,6 +273,9 @@ class NCSNRef(nn.Module):
         self.scale_by_sigma = bool(scale_by_sigma)
         self.plane_head = bool(plane_head)
         self.head_floor = float(head_floor)
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
+        self.norm = norm
 
         # Buffer, not a parameter. NaN means "not set".
         self.register_buffer("sigmas", torch.full((self.num_classes,), float("nan")))
@@ -248,15 +284,15 @@ class NCSNRef(nn.Module):
 
         L = self.num_classes
         self.begin_conv = make_conv(self.in_channels, nf)
-        self.stage1 = RCUBlock(nf, L, dilations[0])
-        self.stage2 = RCUBlock(nf, L, dilations[1])
-        self.stage3 = RCUBlock(nf, L, dilations[2])
-        self.stage4 = RCUBlock(nf, L, dilations[3])
-        self.refine4 = RefineBlock(nf, L, 1)
-        self.refine3 = RefineBlock(nf, L, 2)
-        self.refine2 = RefineBlock(nf, L, 2)
-        self.refine1 = RefineBlock(nf, L, 2)
-        self.end_norm = CondInstanceNorm(nf, L)
+        self.stage1 = RCUBlock(nf, L, dilations[0], norm=norm)
+        self.stage2 = RCUBlock(nf, L, dilations[1], norm=norm)
+        self.stage3 = RCUBlock(nf, L, dilations[2], norm=norm)
+        self.stage4 = RCUBlock(nf, L, dilations[3], norm=norm)
+        self.refine4 = RefineBlock(nf, L, 1, norm)
+        self.refine3 = RefineBlock(nf, L, 2, norm)
+        self.refine2 = RefineBlock(nf, L, 2, norm)
+        self.refine1 = RefineBlock(nf, L, 2, norm)
+        self.end_norm = NORMS[norm](nf, L)
         self.end_conv = make_conv(nf, self.in_channels)
 
     # -- noise levels --------------------------------------------------------
@@ -352,7 +388,8 @@ def make_sigmas(begin, end, L):
 def save_model_h5(model, path):
     """Write /model: one float32 dataset per parameter key (PyTorch shape), plus
     /model/sigmas when set; attributes in_channels, nf, num_classes,
-    dilations int[4], scale_by_sigma 0/1, format_version."""
+    dilations int[4], scale_by_sigma 0/1, plane_head, head_floor, norm
+    ("cin" or "cin++"), format_version."""
     import h5py
     with h5py.File(path, "w") as f:
         g = f.create_group("model")
@@ -363,6 +400,7 @@ def save_model_h5(model, path):
         g.attrs["scale_by_sigma"] = np.int32(1 if model.scale_by_sigma else 0)
         g.attrs["plane_head"] = np.int32(1 if model.plane_head else 0)
         g.attrs["head_floor"] = np.float64(model.head_floor)
+        g.attrs["norm"] = model.norm
         g.attrs["format_version"] = np.int32(FORMAT_VERSION)
         for key, p in model.named_parameters():
             g.create_dataset(key, data=p.detach().cpu().numpy().astype(np.float32))
@@ -382,12 +420,14 @@ def load_model_h5(path):
             if a not in g.attrs:
                 raise ValueError(f"{path}: /model has no attribute '{a}'")
         dil = np.asarray(g.attrs["dilations"]).reshape(-1)
+        norm = g.attrs.get("norm", "cin")                # absent: cin
+        norm = norm.decode() if isinstance(norm, bytes) else str(norm)
         model = NCSNRef(in_channels=int(g.attrs["in_channels"]), nf=int(g.attrs["nf"]),
                         num_classes=int(g.attrs["num_classes"]),
                         dilations=tuple(int(d) for d in dil),
                         scale_by_sigma=bool(int(g.attrs["scale_by_sigma"])),
                         plane_head=bool(int(g.attrs.get("plane_head", 0))),
-                        head_floor=float(g.attrs.get("head_floor", 0.05)))
+                        head_floor=float(g.attrs.get("head_floor", 0.05)), norm=norm)
         keys = set(model.param_keys())
         names = set(g.keys())
         missing = sorted(keys - names)
@@ -428,7 +468,7 @@ def cmd_init(args):
     torch.manual_seed(args.seed)
     model = NCSNRef(args.in_channels, args.nf, args.num_classes,
                     [int(d) for d in args.dilations.split(",")],
-                    scale_by_sigma=not args.no_scale_by_sigma)
+                    scale_by_sigma=not args.no_scale_by_sigma, norm=args.norm)
     if args.sigmas:
         model.set_sigmas([float(s) for s in args.sigmas.split(",")])
     elif args.sigma_begin is not None:
@@ -561,6 +601,7 @@ def main(argv=None):
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--dilations", default="1,2,4,8")
     p.add_argument("--no-scale-by-sigma", action="store_true")
+    p.add_argument("--norm", choices=sorted(NORMS), default="cin")
     p.add_argument("--sigma-begin", type=float)
     p.add_argument("--sigma-end", type=float)
     p.add_argument("--sigmas")
