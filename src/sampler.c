@@ -189,6 +189,9 @@ void sampler_setup(Sampler *S, const SamplerOptions *so, const float *sigmas, in
     /* CAS: beta_i is real for (1 - eta)/gamma_i < 1 at every level, that is
      * eta > 1 - min gamma_i; and eta <= 1 (a longer step overshoots). */
     S->eta = S->step_lr / (sL * sL);
+    /* sigma_L is stored in float32, so the step_lr meant as eta = 1
+     * (sigma_L^2 written out in decimal) lands a rounding error above it. */
+    if (S->eta > 1.0 && S->eta <= 1.0 + 1e-6) S->eta = 1.0;
     double gmin = 1.0;
     int at = 0;
     for (int i = 0; i + 1 < L; i++) {
