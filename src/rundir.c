@@ -1,5 +1,5 @@
 /* rundir.c: see rundir.h. */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* flock */
 #include "ncsn/rundir.h"
 
 #include <dirent.h>
@@ -8,25 +8,43 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "ncsn/common.h"
 
-void rundir_prepare(const char *dir)
+/* mkdir -p; 0, or -1 with the OS reason in err. */
+static int make_dirs(const char *dir, char *err, size_t cap)
 {
     char buf[4096];
+    if (!dir[0]) {
+        snprintf(err, cap, "an empty directory name");
+        return -1;
+    }
     snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
+    for (char *p = buf + 1;; p++) {
+        int last = *p == '\0';
+        if (*p != '/' && !last) continue;
         *p = '\0';
-        mkdir(buf, 0755);
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+            snprintf(err, cap, "cannot create directory %s: %s", buf, strerror(errno));
+            return -1;
+        }
+        if (last) break;
         *p = '/';
     }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        ncsn_die_usage("--run-dir %s: cannot create directory", dir);
+    struct stat st;
+    int why = stat(dir, &st) != 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : 0;
+    if (why) snprintf(err, cap, "%s: %s", dir, strerror(why));
+    return why ? -1 : 0;
+}
+
+static void remove_temporaries(const char *dir)
+{
+    char buf[4400];
     DIR *d = opendir(dir);
-    if (!d) ncsn_die_usage("--run-dir %s: cannot open directory", dir);
+    if (!d) ncsn_die_usage("%s: cannot open directory: %s", dir, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d))) {
         if (!strstr(e->d_name, ".tmp.")) continue;
@@ -34,6 +52,84 @@ void rundir_prepare(const char *dir)
         unlink(buf);
     }
     closedir(d);
+}
+
+void rundir_prepare(const char *dir)
+{
+    char err[4400];
+    if (make_dirs(dir, err, sizeof err) != 0) ncsn_die_usage("%s", err);
+    remove_temporaries(dir);
+}
+
+/* flock, not fcntl: an fcntl lock is dropped when the process closes any
+ * descriptor of the file, a flock lock only with its own descriptor (or the
+ * process). The descriptor is close-on-exec so the evaluation scripts rank 0
+ * starts do not inherit it. The file is unlinked on release; a starter that
+ * locked a file just unlinked finds its inode gone from the path and tries
+ * again, so two runs never hold two different files. */
+int rundir_lock(const char *dir, char *err, size_t cap)
+{
+    char path[4200], host[256] = "?";
+    if (make_dirs(dir, err, cap) != 0) return -1;
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    gethostname(host, sizeof host - 1);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            snprintf(err, cap, "%s: cannot write in the run directory: %s", path, strerror(errno));
+            return -1;
+        }
+        char held[512] = "";
+        ssize_t got = pread(fd, held, sizeof held - 1, 0);
+        held[got > 0 ? got : 0] = '\0';
+        long pid = 0;
+        char who[256] = "?";
+        int named = sscanf(held, "pid %ld host %255s", &pid, who) == 2;
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int why = errno;
+            close(fd);
+            if (why != EWOULDBLOCK) {
+                snprintf(err, cap, "%s: cannot lock: %s", path, strerror(why));
+                return -1;
+            }
+            if (named)
+                snprintf(err, cap, "--run-dir %s is in use by another ncsn train (PID %ld on host %s, %s); "
+                         "wait for it to end or use another --run-dir", dir, pid, who, path);
+            else
+                snprintf(err, cap, "--run-dir %s is in use by another ncsn train (%s is locked)", dir, path);
+            return -1;
+        }
+        struct stat mine, now;
+        if (fstat(fd, &mine) != 0 || stat(path, &now) != 0 || mine.st_ino != now.st_ino || mine.st_dev != now.st_dev) {
+            close(fd); /* released and unlinked meanwhile: take the new file */
+            continue;
+        }
+        /* Read again under the lock: the first read may have raced a release. */
+        got = pread(fd, held, sizeof held - 1, 0);
+        held[got > 0 ? got : 0] = '\0';
+        if (sscanf(held, "pid %ld host %255s", &pid, who) == 2)
+            printf("taking over %s: its holder (PID %ld on host %s) is gone\n", path, pid, who);
+        char line[512];
+        int n = snprintf(line, sizeof line, "pid %ld host %s\n", (long)getpid(), host);
+        if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n || fsync(fd) != 0) {
+            snprintf(err, cap, "%s: cannot write: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        remove_temporaries(dir);
+        return fd;
+    }
+    snprintf(err, cap, "%s: the lock file keeps being replaced; is another ncsn train starting?", path);
+    return -1;
+}
+
+void rundir_unlock(const char *dir, int fd)
+{
+    if (fd < 0) return;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    unlink(path);
+    close(fd);
 }
 
 void rundir_ckpt_path(char *out, size_t cap, const char *dir, long step)

@@ -56,6 +56,7 @@ typedef struct {
     char *options_text;
     DataOrder order;
     TrainSamples samples; /* --sample-every */
+    int lock_fd;          /* rank 0: DIR/.lock, held for the run's life */
 } Trainer;
 
 static void say(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -568,6 +569,12 @@ int cmd_train(const Options *o)
     if (o->keep < 1) ncsn_die_usage("option --keep: must be >= 1");
     if (o->bucket_mb < 0) ncsn_die_usage("option --bucket-mb: must be >= 0");
     parse_milestones(&t);
+    /* Rank 0 takes the run dir before anything is read or written: a second
+     * run on it, or a dir that cannot be written, ends every rank with 2. */
+    char why[8192] = "";
+    t.lock_fd = -1;
+    if (t.dist.rank == 0) t.lock_fd = rundir_lock(o->run_dir, why, sizeof why);
+    dist_agree_usage(why, sizeof why);
     t.options_text = xmalloc(16384);
     opt_format(o, t.options_text, 16384);
     data_open(&t.data, o->data, o->dataset, DATA_CACHE_BYTES);
@@ -577,7 +584,6 @@ int cmd_train(const Options *o)
     ncsn_set_collective(0);
     check_agreement(&t);
     if (t.dist.rank == 0) {
-        rundir_prepare(o->run_dir);
         opt_print(o, stdout);
         printf("  %-18s %d\n", "ranks", t.dist.size);
         printf("  %-18s %s:%s [%ld images, %d x %d x %d]\n", "data", o->data, o->dataset, t.data.N,
@@ -635,6 +641,7 @@ int cmd_train(const Options *o)
     free(t.options_text);
     model_free(&t.model);
     data_close(&t.data);
+    rundir_unlock(o->run_dir, t.lock_fd);
     dist_finalize();
     return status;
 }

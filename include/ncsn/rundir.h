@@ -10,6 +10,7 @@
  *   samples/step-<step>.log    and its output
  *   eval.csv                   step,fd,fd_floor,classifier_score,classes_5pct,n_classes
  *   *.tmp.<pid>                files being written (removed at start-up)
+ *   .lock                      "pid <pid> host <host>" of the ncsn train using it
  * Only rank 0 calls these. */
 #ifndef NCSN_RUNDIR_H
 #define NCSN_RUNDIR_H
@@ -17,6 +18,17 @@
 #include <stddef.h>
 
 void rundir_prepare(const char *dir); /* mkdir -p, remove stale temporaries */
+
+/* For `ncsn train`: mkdir -p, lock DIR/.lock (flock, so the kernel lets go
+ * however the process ends), write the holder's PID and host in it, then
+ * remove stale temporaries. A file whose holder is gone (the lock is free
+ * but names a process) is taken over with a line on stdout. Returns the
+ * descriptor to keep open for the run's life, or -1 with one line in err:
+ * another process holds the lock (naming its PID and host), or the
+ * directory cannot be created or written (with the OS reason). */
+int rundir_lock(const char *dir, char *err, size_t cap);
+/* Removes DIR/.lock and lets go of it (nothing for fd < 0). */
+void rundir_unlock(const char *dir, int fd);
 void rundir_ckpt_path(char *out, size_t cap, const char *dir, long step);
 /* Steps of the checkpoints present, newest first; returns the count. */
 int rundir_list_ckpts(const char *dir, long *steps, int cap);
