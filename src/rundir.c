@@ -190,25 +190,42 @@ void rundir_prune(const char *dir, int keep, const long *milestones, int n_miles
     }
 }
 
-long rundir_trim_csv(const char *dir, const char *name, long step)
+/* A row: an integer step, a comma, and the line's newline (a line cut off
+ * by a crash has none). Returns 1 with the step in *step. */
+static int csv_row(const char *line, ssize_t len, long *step)
 {
-    char path[4096], tmp[4200], line[1024];
+    char *end;
+    errno = 0;
+    *step = strtol(line, &end, 10);
+    return len > 0 && line[len - 1] == '\n' && end != line && *end == ',' && errno == 0;
+}
+
+long rundir_trim_csv(const char *dir, const char *name, const char *header, long step, int create)
+{
+    char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *in = fopen(path, "r");
-    if (!in) return -1;
+    if (!in && !create) return -1;
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     FILE *out = fopen(tmp, "w");
-    CHECK(out, "%s: cannot write", tmp);
+    CHECK(out, "%s: cannot write: %s", tmp, strerror(errno));
+    fprintf(out, "%s\n", header);
     long last = -1;
-    while (fgets(line, sizeof line, in)) {
-        char *end;
-        long s = strtol(line, &end, 10);
-        if (end == line) fputs(line, out); /* the header */
-        else if (s <= step) fputs(line, out), last = s;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while (in && (len = getline(&line, &cap, in)) > 0) {
+        long s;
+        if (csv_row(line, len, &s) && s > last && s <= step) {
+            fputs(line, out);
+            last = s;
+        }
     }
-    fclose(in);
-    CHECK(fclose(out) == 0, "%s: write failed", tmp);
-    CHECK(rename(tmp, path) == 0, "cannot rename %s to %s", tmp, path);
+    free(line);
+    if (in) fclose(in);
+    CHECK(fflush(out) == 0 && fsync(fileno(out)) == 0, "%s: write failed: %s", tmp, strerror(errno));
+    CHECK(fclose(out) == 0, "%s: write failed: %s", tmp, strerror(errno));
+    CHECK(rename(tmp, path) == 0, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     return last;
 }
 

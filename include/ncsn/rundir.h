@@ -37,12 +37,16 @@ void rundir_set_latest(const char *dir, long step);
 /* Deletes all but the `keep` newest checkpoints, never a milestone. */
 void rundir_prune(const char *dir, int keep, const long *milestones, int n_milestones);
 
-/* After a resume at `step`: drops the rows of later steps from the CSV file
- * `name` (metrics.csv, eval.csv) of the run directory; they belong to the
- * part of the interrupted run that is being redone. Keeps the header (a
- * line that does not start with a number). Returns the step of the last
- * row kept, -1 when there is none (or no file). */
-long rundir_trim_csv(const char *dir, const char *name, long step);
+/* At the start of a run (fresh: step 0, or resumed at `step`): rewrites the
+ * CSV file `name` (metrics.csv, eval.csv) of the run directory as `header`
+ * (without its newline) and the rows of steps <= step, in increasing step
+ * order; later rows belong to the part of an interrupted run that is being
+ * redone. Anything else is dropped: an old header, malformed lines, a last
+ * line cut off by a crash (no newline), a repeated or out-of-order step.
+ * The result is fsynced and renamed into place. A missing file is created
+ * when `create`, else left alone. Returns the step of the last row kept,
+ * -1 when there is none (or no file). */
+long rundir_trim_csv(const char *dir, const char *name, const char *header, long step, int create);
 
 /* dir/samples/step-<step, 8 digits>.<ext> */
 void rundir_samples_path(char *out, size_t cap, const char *dir, long step, const char *ext);
