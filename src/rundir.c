@@ -70,7 +70,11 @@ void rundir_prepare(const char *dir)
 int rundir_lock(const char *dir, char *err, size_t cap)
 {
     char path[4200], host[256] = "?";
-    if (make_dirs(dir, err, cap) != 0) return -1;
+    char why[4400];
+    if (make_dirs(dir, why, sizeof why) != 0) {
+        snprintf(err, cap, "--run-dir %s: %s", dir, why);
+        return -1;
+    }
     snprintf(path, sizeof path, "%s/.lock", dir);
     gethostname(host, sizeof host - 1);
     for (int attempt = 0; attempt < 100; attempt++) {
