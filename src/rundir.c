@@ -111,8 +111,10 @@ int rundir_lock(const char *dir, char *err, size_t cap)
         /* Read again under the lock: the first read may have raced a release. */
         got = pread(fd, held, sizeof held - 1, 0);
         held[got > 0 ? got : 0] = '\0';
-        if (sscanf(held, "pid %ld host %255s", &pid, who) == 2)
+        if (sscanf(held, "pid %ld host %255s", &pid, who) == 2) {
             printf("taking over %s: its holder (PID %ld on host %s) is gone\n", path, pid, who);
+            fflush(stdout);
+        }
         char line[512];
         int n = snprintf(line, sizeof line, "pid %ld host %s\n", (long)getpid(), host);
         if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n || fsync(fd) != 0) {

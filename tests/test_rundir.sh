@@ -93,8 +93,8 @@ newest=$(readlink "$run/latest.h5")
 rc=$?
 if [ $rc -ne 0 ]; then
     bad "2: the run after the kill: exit $rc"; show "$tmp/c.err"
-elif ! grep -q "^taking over $run/.lock: its holder (PID $holder on host $(hostname)) is gone$" "$tmp/c.out"; then
-    bad "2: no takeover line naming PID $holder"; show "$tmp/c.out"
+elif [ "$(grep -c "^taking over $run/.lock: its holder (PID $holder on host $(hostname)) is gone$" "$tmp/c.out")" -ne 1 ]; then
+    bad "2: not one takeover line naming PID $holder"; show "$tmp/c.out"
 elif ! grep -q "^resuming from $run/$newest" "$tmp/c.out"; then
     bad "2: did not resume from $newest"; show "$tmp/c.out"
 elif [ -e "$run/.lock" ]; then
