@@ -40,11 +40,15 @@ static int make_dirs(const char *dir, char *err, size_t cap)
     return why ? -1 : 0;
 }
 
-static void remove_temporaries(const char *dir)
+/* Deletes the DIR/...tmp.<pid> files being written when a run died. 0, or -1 with the reason in err. */
+static int remove_temporaries(const char *dir, char *err, size_t cap)
 {
     char buf[4400];
     DIR *d = opendir(dir);
-    if (!d) ncsn_die_usage("%s: cannot open directory: %s", dir, strerror(errno));
+    if (!d) {
+        snprintf(err, cap, "%s: cannot open directory: %s", dir, strerror(errno));
+        return -1;
+    }
     struct dirent *e;
     while ((e = readdir(d))) {
         if (!strstr(e->d_name, ".tmp.")) continue;
@@ -52,13 +56,14 @@ static void remove_temporaries(const char *dir)
         unlink(buf);
     }
     closedir(d);
+    return 0;
 }
 
 void rundir_prepare(const char *dir)
 {
     char err[4400];
-    if (make_dirs(dir, err, sizeof err) != 0) ncsn_die_usage("%s", err);
-    remove_temporaries(dir);
+    if (make_dirs(dir, err, sizeof err) != 0 || remove_temporaries(dir, err, sizeof err) != 0)
+        ncsn_die_usage("%s", err);
 }
 
 /* flock, not fcntl: an fcntl lock is dropped when the process closes any
@@ -122,7 +127,10 @@ int rundir_lock(const char *dir, char *err, size_t cap)
             close(fd);
             return -1;
         }
-        remove_temporaries(dir);
+        if (remove_temporaries(dir, err, cap) != 0) {
+            rundir_unlock(dir, fd);
+            return -1;
+        }
         return fd;
     }
     snprintf(err, cap, "%s: the lock file keeps being replaced; is another ncsn train starting?", path);
