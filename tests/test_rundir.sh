@@ -16,7 +16,8 @@
 #   4. metrics.csv at a start: a fresh start over an old file keeps only the
 #      header; a file without its header, with a malformed line and a cut-off
 #      last line is rewritten with the header and the complete rows up to the
-#      checkpoint resumed from.
+#      checkpoint resumed from;
+#   5. a run stopped by SIGTERM (exit 3) lets go of the lock: no .lock left.
 #
 # Exit 0 pass, 1 fail, 77 skip (python3-h5py/numpy missing). Environment:
 # MPI_LAUNCH (default "mpiexec --oversubscribe -n"), PYTHON.
@@ -154,6 +155,17 @@ if "$bin" train "${model[@]}" --run-dir "$fresh" --steps 7 >"$tmp/f.out" 2>&1 &&
 else
     bad "4: 0-byte metrics.csv"; show "$fresh/metrics.csv"
 fi
+
+# ---- 5. exit 3 releases the lock ----
+"$bin" train "${model[@]}" --run-dir "$tmp/stop" --steps 100000 --log-every 1 >"$tmp/s.out" 2>"$tmp/s.err" &
+p=$!
+started+=("$p")
+for ((i = 0; i < 1500; i++)); do [ "$(rows "$tmp/stop")" -ge 3 ] && break; sleep 0.02; done
+kill -TERM "$p"
+wait "$p"
+rc=$?
+if [ $rc -eq 3 ] && [ ! -e "$tmp/stop/.lock" ]; then ok "5: SIGTERM: exit 3 and no .lock left"
+else bad "5: SIGTERM: exit $rc, .lock $([ -e "$tmp/stop/.lock" ] && echo left || echo gone)"; show "$tmp/s.err"; fi
 
 [ $failed -eq 0 ] && echo "run_dir: all checks passed"
 exit $failed
