@@ -6,7 +6,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,6 +93,25 @@ void *ncsn_xcalloc(size_t count, size_t size, const char *file, int line)
     void *p = ncsn_xmalloc(count * size, file, line);
     memset(p, 0, count * size);
     return p;
+}
+
+int ncsn_check_output(const char *option, const char *path, char *err, size_t cap)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    struct stat st;
+    int why = stat(dir, &st) != 0 ? errno : !S_ISDIR(st.st_mode) ? ENOTDIR : access(dir, W_OK | X_OK) != 0 ? errno : 0;
+    if (why) {
+        snprintf(err, cap, "%s %s: cannot write in directory %s: %s", option, path, dir, strerror(why));
+        return -1;
+    }
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(err, cap, "%s %s: cannot write: %s", option, path, strerror(EISDIR));
+        return -1;
+    }
+    return 0;
 }
 
 double ncsn_now(void)

@@ -177,3 +177,10 @@ void dist_gather_floats(const float *mine, float *all, const long *counts)
     free(cnt);
     free(disp);
 }
+
+void dist_agree_usage(char *msg, size_t cap)
+{
+    dist_bcast(msg, cap, 0);
+    msg[cap - 1] = '\0';
+    if (msg[0]) ncsn_die_usage("%s", msg);
+}

@@ -35,6 +35,14 @@ static float *read_images(const char *path, const char *name, const Sampler *S, 
     return x;
 }
 
+/* GRID.png -> GRID_trajectory.png; a name without ".png" keeps all of it */
+static void strip_path(char *out, size_t cap, const char *png)
+{
+    size_t stem = strlen(png);
+    if (stem > 4 && strcmp(png + stem - 4, ".png") == 0) stem -= 4;
+    snprintf(out, cap, "%.*s_trajectory.png", (int)stem, png);
+}
+
 /* Strip picture: up to 8 samples (rows) from the state after each level to the end. */
 static void write_strip(const char *png, const float *traj, const float *final, const Sampler *S, int L)
 {
@@ -47,11 +55,8 @@ static void write_strip(const char *png, const float *traj, const float *final, 
             memcpy(pic + ((size_t)r * cols + i) * per, traj + ((size_t)i * S->n + r) * per, per * sizeof(float));
         memcpy(pic + ((size_t)r * cols + L) * per, final + (size_t)r * per, per * sizeof(float));
     }
-    /* GRID.png -> GRID_trajectory.png; a name without ".png" keeps all of it */
-    size_t stem = strlen(png);
-    if (stem > 4 && strcmp(png + stem - 4, ".png") == 0) stem -= 4;
     char path[4200];
-    snprintf(path, sizeof path, "%.*s_trajectory.png", (int)stem, png);
+    strip_path(path, sizeof path, png);
     if (png_write_grid(path, pic, (int)(rows * cols), S->img.C, S->img.H, S->img.W, cols) != 0)
         ncsn_die_usage("--png: cannot write %s", path);
     printf("wrote %s\n", path);
@@ -66,6 +71,14 @@ int cmd_sample(const Options *o)
     ncsn_set_collective(1); /* every rank validates the same options and files */
     if (!o->model) ncsn_die_usage("ncsn sample: option --model is required");
     if (!o->out) ncsn_die_usage("ncsn sample: option --out is required");
+    /* Every output can be written (rank 0 looks, all agree) before any work. */
+    char why[8400] = "", strip[4200];
+    if (dist.rank == 0 && ncsn_check_output("--out", o->out, why, sizeof why) == 0 && o->png &&
+        ncsn_check_output("--png", o->png, why, sizeof why) == 0 && o->trajectory) {
+        strip_path(strip, sizeof strip, o->png);
+        ncsn_check_output("--png (the --trajectory strip)", strip, why, sizeof why);
+    }
+    dist_agree_usage(why, sizeof why);
     Sampler S;
     memset(&S, 0, sizeof S);
     Model m;

@@ -31,6 +31,7 @@
 #include "ncsn/train_samples.h"
 
 #define DATA_CACHE_BYTES ((size_t)2 << 30)
+#define METRICS_HEADER "step,loss,lr,grad_norm,images_per_s,wall_s"
 
 static volatile sig_atomic_t g_stop_signal = 0;
 static void on_stop_signal(int sig) { g_stop_signal = sig; }
@@ -56,6 +57,7 @@ typedef struct {
     char *options_text;
     DataOrder order;
     TrainSamples samples; /* --sample-every */
+    int lock_fd;          /* rank 0: DIR/.lock, held for the run's life */
 } Trainer;
 
 static void say(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -410,6 +412,16 @@ static void progress_line(Trainer *t, Progress *p, long step, double loss, doubl
     if (step % every == 0 || step == total) fflush(p->metrics);
 }
 
+/* Rank 0: metrics.csv on disk up to `step` before the checkpoint of `step`
+ * is, so a resume from any checkpoint finds all of its rows. */
+static void checkpoint_with_metrics(Trainer *t, Progress *p, long step)
+{
+    if (p->metrics)
+        CHECK(fflush(p->metrics) == 0 && fsync(fileno(p->metrics)) == 0, "%s/metrics.csv: write failed: %s",
+              t->o->run_dir, strerror(errno));
+    write_checkpoint(t, step);
+}
+
 static int train_loop(Trainer *t, long start)
 {
     const Options *o = t->o;
@@ -449,10 +461,8 @@ static int train_loop(Trainer *t, long start)
     if (rank == 0) {
         char path[4096];
         snprintf(path, sizeof path, "%s/metrics.csv", o->run_dir);
-        int fresh = access(path, F_OK) != 0;
-        p.metrics = fopen(path, "a");
-        CHECK(p.metrics, "%s: cannot open for appending", path);
-        if (fresh) fprintf(p.metrics, "step,loss,lr,grad_norm,images_per_s,wall_s\n");
+        p.metrics = fopen(path, "a"); /* cut to `start` with its header by cmd_train */
+        CHECK(p.metrics, "%s: cannot open for appending: %s", path, strerror(errno));
         p.tty = isatty(STDERR_FILENO);
     }
     int status = 0;
@@ -461,7 +471,7 @@ static int train_loop(Trainer *t, long start)
     if (dist_max_int((int)g_stop_signal)) { /* a signal arrived while starting up */
         say(t, "stop signal received before the first step: writing a checkpoint at step %ld and exiting with status %d (resumable)\n",
             start, NCSN_EXIT_STOPPED);
-        write_checkpoint(t, start);
+        checkpoint_with_metrics(t, &p, start);
         status = NCSN_EXIT_STOPPED;
     } else {
         train_samples_start(&t->samples, start, shown);
@@ -505,20 +515,20 @@ static int train_loop(Trainer *t, long start)
         progress_line(t, &p, step + 1, sum / (double)B, adam_lr(&t->adam, step + 1), gnorm, (double)B / dt);
         long done = step + 1;
         if (stop) {
-            if (p.metrics) fflush(p.metrics);
             say(t, "\nstop signal received: writing a checkpoint at step %ld and exiting with status %d (resumable)\n",
                 done, NCSN_EXIT_STOPPED);
-            write_checkpoint(t, done);
+            checkpoint_with_metrics(t, &p, done);
             status = NCSN_EXIT_STOPPED;
             break;
         }
-        if (done == o->steps || (o->ckpt_every > 0 && done % o->ckpt_every == 0)) write_checkpoint(t, done);
+        if (done == o->steps || (o->ckpt_every > 0 && done % o->ckpt_every == 0))
+            checkpoint_with_metrics(t, &p, done);
         if (p.tty && o->sample_every > 0 && done % o->sample_every == 0 && done < o->steps) fputc('\n', stderr);
         train_samples_at(&t->samples, done, shown);
     }
     if (status == 0 && start >= o->steps && !g_stop_signal) {
         say(t, "nothing to do: the run is already at step %ld of %ld\n", start, o->steps);
-        if (rundir_list_ckpts(o->run_dir, (long[1]){0}, 1) == 0) write_checkpoint(t, start);
+        if (rundir_list_ckpts(o->run_dir, (long[1]){0}, 1) == 0) checkpoint_with_metrics(t, &p, start);
     }
     if (status == 0) write_final_model(t, o->steps > start ? o->steps : start);
     long ran = o->steps > start ? o->steps - start : 0;
@@ -568,6 +578,12 @@ int cmd_train(const Options *o)
     if (o->keep < 1) ncsn_die_usage("option --keep: must be >= 1");
     if (o->bucket_mb < 0) ncsn_die_usage("option --bucket-mb: must be >= 0");
     parse_milestones(&t);
+    /* Rank 0 takes the run dir before anything is read or written: a second
+     * run on it, or a dir that cannot be written, ends every rank with 2. */
+    char why[8192] = "";
+    t.lock_fd = -1;
+    if (t.dist.rank == 0) t.lock_fd = rundir_lock(o->run_dir, why, sizeof why);
+    dist_agree_usage(why, sizeof why);
     t.options_text = xmalloc(16384);
     opt_format(o, t.options_text, 16384);
     data_open(&t.data, o->data, o->dataset, DATA_CACHE_BYTES);
@@ -577,7 +593,6 @@ int cmd_train(const Options *o)
     ncsn_set_collective(0);
     check_agreement(&t);
     if (t.dist.rank == 0) {
-        rundir_prepare(o->run_dir);
         opt_print(o, stdout);
         printf("  %-18s %d\n", "ranks", t.dist.size);
         printf("  %-18s %s:%s [%ld images, %d x %d x %d]\n", "data", o->data, o->dataset, t.data.N,
@@ -610,7 +625,8 @@ int cmd_train(const Options *o)
         printf("run dir: %s (steps %ld -> %ld)\n", o->run_dir, plan.start_step, o->steps);
         fflush(stdout);
     }
-    if (t.dist.rank == 0 && plan.start_step > 0) rundir_trim_csv(o->run_dir, "metrics.csv", plan.start_step);
+    /* The rows of the steps before the start, under the header: none for a fresh run. */
+    if (t.dist.rank == 0) rundir_trim_csv(o->run_dir, "metrics.csv", METRICS_HEADER, plan.start_step, 1);
     TrainSamplesConfig sc = {
         .every = o->sample_every, .n = o->sample_n,
         .sampler = {.kind = o->sample_sampler, .steps_each = o->sample_steps_each,
@@ -635,6 +651,7 @@ int cmd_train(const Options *o)
     free(t.options_text);
     model_free(&t.model);
     data_close(&t.data);
+    rundir_unlock(o->run_dir, t.lock_fd);
     dist_finalize();
     return status;
 }

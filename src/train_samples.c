@@ -13,6 +13,7 @@
 #include "ncsn/png.h"
 #include "ncsn/rundir.h"
 
+#define EVAL_HEADER "step,fd,fd_floor,classifier_score,classes_5pct,n_classes"
 #define SAMPLE_MICRO_BATCH 16 /* samples per forward pass; the result does not depend on it */
 
 /* The held-out file: images of the training images' shape. The evaluation's
@@ -108,7 +109,7 @@ static void append_eval_row(const TrainSamples *ts, long step, const EvalNumbers
         fprintf(stderr, "ncsn: warning: cannot append to %s; training goes on\n", path);
         return;
     }
-    if (fresh) fprintf(f, "step,fd,fd_floor,classifier_score,classes_5pct,n_classes\n");
+    if (fresh) fprintf(f, "%s\n", EVAL_HEADER);
     fprintf(f, "%ld,%.9g,%.9g,%.9g,%.0f,%.0f\n", step, r->fd, r->fd_floor, r->score, r->coverage, r->n_classes);
     if (fclose(f) != 0) fprintf(stderr, "ncsn: warning: writing %s failed\n", path);
 }
@@ -161,7 +162,7 @@ void train_samples_start(TrainSamples *ts, long start, const float *weights)
     if (ts->d.rank == 0) {
         char dir[4096], h5[4096];
         rundir_drop_samples_after(ts->c.run_dir, start);
-        long last = rundir_trim_csv(ts->c.run_dir, "eval.csv", start);
+        long last = rundir_trim_csv(ts->c.run_dir, "eval.csv", EVAL_HEADER, start, ts->c.eval_data != NULL);
         if (ts->c.every > 0) {
             snprintf(dir, sizeof dir, "%s/samples", ts->c.run_dir);
             rundir_prepare(dir);

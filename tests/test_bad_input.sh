@@ -8,7 +8,7 @@ PY=${PYTHON:-/usr/bin/python3}
 LAUNCH=${MPI_LAUNCH:-mpiexec --oversubscribe -n}
 $PY -c "import h5py, numpy" 2>/dev/null || { echo "SKIP: python3-h5py missing"; exit 77; }
 W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
+trap 'umount "$W/ro" 2>/dev/null; rm -rf "$W"' EXIT
 export HDF5_USE_FILE_LOCKING=FALSE
 failed=0
 
@@ -120,6 +120,32 @@ rc=$?
 n=$(grep -c "^ncsn: option --batch: the global batch (1) is smaller than the number of ranks (2)" "$W/stderr")
 if [ $rc -eq 2 ] && [ "$n" -eq 1 ]; then echo "ok   train: batch smaller than rank count (2 ranks, one message)"
 else echo "FAIL train: batch < ranks: rc=$rc, $n messages"; cat "$W/stderr"; failed=1; fi
+
+# Every output path is checked before any work, with the OS reason. We may
+# run as root, where permissions do not stop writes: a path under a regular
+# file (ENOTDIR), a missing directory (ENOENT), a directory as a file name.
+Sm=(--model "$W/m.h5" --n 2 --image-size 8 --steps-each 1)
+mkdir -p "$W/pic_trajectory.png"
+expect "sample: --out under a file"   "--out $W/text.h5/o.h5: cannot write in directory $W/text.h5: Not a directory" "" -- "$NCSN" sample "${Sm[@]}" --out "$W/text.h5/o.h5"
+expect "sample: --out dir missing"    "--out $W/none/o.h5: cannot write in directory $W/none: No such file or directory" "" -- "$NCSN" sample "${Sm[@]}" --out "$W/none/o.h5"
+expect "sample: --png dir missing"    "--png $W/none/p.png: cannot write in directory $W/none: No such file or directory" "$W/o.h5" -- "$NCSN" sample "${Sm[@]}" --out "$W/o.h5" --png "$W/none/p.png"
+expect "sample: trajectory strip"     "--png (the --trajectory strip) $W/pic_trajectory.png: cannot write: Is a directory" "$W/o.h5" -- "$NCSN" sample "${Sm[@]}" --out "$W/o.h5" --png "$W/pic.png" --trajectory
+expect "train: --run-dir under a file" "--run-dir $W/text.h5/run: cannot create directory $W/text.h5/run: Not a directory" "" -- "$NCSN" train --data "$W/d_good.h5" "${T[@]}" --run-dir "$W/text.h5/run"
+expect "train: --run-dir is a file"   "--run-dir $W/text.h5: $W/text.h5: Not a directory" "" -- "$NCSN" train --data "$W/d_good.h5" "${T[@]}" --run-dir "$W/text.h5"
+OPENBLAS_NUM_THREADS=1 $LAUNCH 2 "$NCSN" sample "${Sm[@]}" --out "$W/text.h5/o.h5" >"$W/stdout" 2>"$W/stderr"
+rc=$?
+n=$(grep -c "^ncsn: --out $W/text.h5/o.h5: cannot write in directory" "$W/stderr")
+if [ $rc -eq 2 ] && [ "$n" -eq 1 ]; then echo "ok   sample: unwritable --out on 2 ranks (exit 2, one message)"
+else echo "FAIL sample: unwritable --out on 2 ranks: rc=$rc, $n messages"; cat "$W/stderr"; failed=1; fi
+# A read-only mount, where one can be made (root in a namespace that allows it).
+mkdir -p "$W/ro"
+if mount -t tmpfs -o ro tmpfs "$W/ro" 2>/dev/null; then
+    expect "sample: --out on a read-only mount" "--out $W/ro/o.h5: cannot write in directory $W/ro: Read-only file system" "" -- "$NCSN" sample "${Sm[@]}" --out "$W/ro/o.h5"
+    expect "train: --run-dir on a read-only mount" "$W/ro/.lock: cannot write in the run directory: Read-only file system" "" -- "$NCSN" train --data "$W/d_good.h5" "${T[@]}" --run-dir "$W/ro"
+    umount "$W/ro"
+else
+    echo "note: no read-only mount here (mount -t tmpfs -o ro failed); those two checks skipped"
+fi
 
 # The plane head and its floor are part of the model: info shows them, and a
 # resume with another floor is refused naming it.

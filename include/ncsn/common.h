@@ -52,6 +52,11 @@ void *ncsn_xcalloc(size_t count, size_t size, const char *file, int line);
 #define xmalloc(bytes) ncsn_xmalloc((bytes), __FILE__, __LINE__)
 #define xcalloc(count, size) ncsn_xcalloc((count), (size), __FILE__, __LINE__)
 
+/* Whether the file `path` can be written (its directory exists and admits
+ * writing, and path is not a directory), tested without writing anything:
+ * 0, or -1 with "OPTION PATH: cannot write ...: <OS reason>" in err. */
+int ncsn_check_output(const char *option, const char *path, char *err, size_t cap);
+
 /* Monotonic wall clock in seconds. */
 double ncsn_now(void);
 

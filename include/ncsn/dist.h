@@ -46,6 +46,10 @@ int dist_max_int(int v);
 /* all[rank * n + i] = mine[i] on every rank */
 void dist_allgather_doubles(const double *mine, double *all, int n);
 void dist_barrier(void);
+/* Rank 0's verdict for all: msg (cap bytes) is broadcast from rank 0, and
+ * when it is not empty every rank ends with ncsn_die_usage (exit 2
+ * together when collective errors are on). */
+void dist_agree_usage(char *msg, size_t cap);
 /* A barrier whose waiting ranks sleep between polls instead of spinning,
  * for waits of seconds (rank 0 running an evaluation script beside them). */
 void dist_barrier_idle(void);

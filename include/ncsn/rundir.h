@@ -10,6 +10,7 @@
  *   samples/step-<step>.log    and its output
  *   eval.csv                   step,fd,fd_floor,classifier_score,classes_5pct,n_classes
  *   *.tmp.<pid>                files being written (removed at start-up)
+ *   .lock                      "pid <pid> host <host>" of the ncsn train using it
  * Only rank 0 calls these. */
 #ifndef NCSN_RUNDIR_H
 #define NCSN_RUNDIR_H
@@ -17,6 +18,17 @@
 #include <stddef.h>
 
 void rundir_prepare(const char *dir); /* mkdir -p, remove stale temporaries */
+
+/* For `ncsn train`: mkdir -p, lock DIR/.lock (flock, so the kernel lets go
+ * however the process ends), write the holder's PID and host in it, then
+ * remove stale temporaries. A file whose holder is gone (the lock is free
+ * but names a process) is taken over with a line on stdout. Returns the
+ * descriptor to keep open for the run's life, or -1 with one line in err:
+ * another process holds the lock (naming its PID and host), or the
+ * directory cannot be created or written (with the OS reason). */
+int rundir_lock(const char *dir, char *err, size_t cap);
+/* Removes DIR/.lock and lets go of it (nothing for fd < 0). */
+void rundir_unlock(const char *dir, int fd);
 void rundir_ckpt_path(char *out, size_t cap, const char *dir, long step);
 /* Steps of the checkpoints present, newest first; returns the count. */
 int rundir_list_ckpts(const char *dir, long *steps, int cap);
@@ -25,12 +37,16 @@ void rundir_set_latest(const char *dir, long step);
 /* Deletes all but the `keep` newest checkpoints, never a milestone. */
 void rundir_prune(const char *dir, int keep, const long *milestones, int n_milestones);
 
-/* After a resume at `step`: drops the rows of later steps from the CSV file
- * `name` (metrics.csv, eval.csv) of the run directory; they belong to the
- * part of the interrupted run that is being redone. Keeps the header (a
- * line that does not start with a number). Returns the step of the last
- * row kept, -1 when there is none (or no file). */
-long rundir_trim_csv(const char *dir, const char *name, long step);
+/* At the start of a run (fresh: step 0, or resumed at `step`): rewrites the
+ * CSV file `name` (metrics.csv, eval.csv) of the run directory as `header`
+ * (without its newline) and the rows of steps <= step, in increasing step
+ * order; later rows belong to the part of an interrupted run that is being
+ * redone. Anything else is dropped: an old header, malformed lines, a last
+ * line cut off by a crash (no newline), a repeated or out-of-order step.
+ * The result is fsynced and renamed into place. A missing file is created
+ * when `create`, else left alone. Returns the step of the last row kept,
+ * -1 when there is none (or no file). */
+long rundir_trim_csv(const char *dir, const char *name, const char *header, long step, int create);
 
 /* dir/samples/step-<step, 8 digits>.<ext> */
 void rundir_samples_path(char *out, size_t cap, const char *dir, long step, const char *ext);
