@@ -625,8 +625,6 @@ int cmd_train(const Options *o)
         printf("run dir: %s (steps %ld -> %ld)\n", o->run_dir, plan.start_step, o->steps);
         fflush(stdout);
     }
-    /* The rows of the steps before the start, under the header: none for a fresh run. */
-    if (t.dist.rank == 0) rundir_trim_csv(o->run_dir, "metrics.csv", METRICS_HEADER, plan.start_step, 1);
     TrainSamplesConfig sc = {
         .every = o->sample_every, .n = o->sample_n,
         .sampler = {.kind = o->sample_sampler, .steps_each = o->sample_steps_each,
@@ -635,6 +633,9 @@ int cmd_train(const Options *o)
         .clip = !o->sample_no_clip, .seed = o->seed, .use_ema = t.opt.ema != NULL, .run_dir = o->run_dir,
         .eval_data = o->eval_data, .train_data = o->data, .dataset = o->dataset};
     train_samples_init(&t.samples, &sc, &t.model, &t.data, &t.dist);
+    /* After every check, so that a refused run writes nothing: the rows of
+     * the steps before the start, under the header (none for a fresh run). */
+    if (t.dist.rank == 0) rundir_trim_csv(o->run_dir, "metrics.csv", METRICS_HEADER, plan.start_step, 1);
     if (t.dist.rank == 0 && o->sample_every > 0) {
         printf("samples: every %ld steps, %ld with the %s weights and seed %llu, %s, denoised%s -> %s/samples\n",
                o->sample_every, o->sample_n, t.opt.ema ? "EMA" : "current", (unsigned long long)o->seed,
