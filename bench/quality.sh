@@ -40,6 +40,25 @@ export HDF5_USE_FILE_LOCKING=FALSE OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 MPI=(mpirun --oversubscribe -np "$RANKS")
 mkdir -p "$OUT"
 
+# CAS's step: eta = step_lr / sigma_L^2 = 0.14 (sigma_L = 0.01), near its
+# lower bound 1 - sigma_{i+1}/sigma_i (0.13 at 16 px): the best of the
+# etas 0.14-1 tried (docs/quality.md).
+CAS_LR=1.4e-5
+
+train() { # name, options...: one training run of run_size's size (D, TRAIN, BASE)
+    local name=$1; shift
+    local dir="$D/runs/$name"
+    if [ ! -f "$dir/model.h5" ]; then
+        mkdir -p "$dir"
+        local t0 t1
+        t0=$(date +%s.%N)
+        "${MPI[@]}" "$NCSN" train --data "$TRAIN" --run-dir "$dir" "${BASE[@]}" "$@" --log-every 200 >"$dir/train.log" 2>&1 \
+            || { echo "quality.sh: training $name failed, see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; exit 1; }
+        t1=$(date +%s.%N)
+        "$PY" -c 'import sys; print(f"{(float(sys.argv[2]) - float(sys.argv[1])) / 60:.2f}")' "$t0" "$t1" >"$dir/train_minutes"
+    fi
+}
+
 run_size() { # SIZE: trains, samples and evaluates every row at that size
     local SIZE=$1 D="$OUT/$1"
     mkdir -p "$D"
@@ -59,40 +78,20 @@ run_size() { # SIZE: trains, samples and evaluates every row at that size
         [ph-clamp]="ph|--num-classes 10 --plane-head --grad-clip 200|${SEED_SAMPLE[*]}"
         [cin++]="cinpp|--num-classes 10 --norm cin++|${SEED_SAMPLE[*]}"
         [rules]="rules||--steps-each 5 --step-lr auto --denoise"
-        [cas]="rules||--sampler cas --step-lr RULES_CAS --denoise"
+        [cas]="rules||--sampler cas --step-lr $CAS_LR --denoise"
         [longer]="longer|--num-classes 10 --steps $((2 * STEPS))|${SEED_SAMPLE[*]}"
         [wider]="wider|--num-classes 10 --nf $((2 * NF))|${SEED_SAMPLE[*]}"
-        [all]="all|--plane-head --grad-clip 200 --norm cin++|--sampler cas --step-lr RULES_CAS --denoise --no-clip"
-        [quickstart]="qs|--plane-head --grad-clip 200|--sampler cas --step-lr RULES_CAS --denoise --no-clip"
+        [all]="all|--plane-head --grad-clip 200 --norm cin++|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [quickstart]="qs|--plane-head --grad-clip 200|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
     )
     ORDER=(seed ema-warmup plane-head ph-clamp cin++ rules cas longer wider all quickstart)
     local rows
     if [ "$SIZE" = 16 ]; then rows=(${ROWS:-${ORDER[@]}}); else rows=(${ROWS_28:-seed all}); fi
 
-    # CAS's step: eta = step_lr / sigma_L^2 = 0.14 (sigma_L = 0.01), near its
-    # lower bound 1 - sigma_{i+1}/sigma_i (0.13 at 16 px): the best of the
-    # etas 0.14-1 tried (docs/quality.md).
-    cas_lr() { echo 1.4e-5; }
-
-    train() { # name, options...
-        local name=$1; shift
-        local dir="$D/runs/$name"
-        if [ ! -f "$dir/model.h5" ]; then
-            mkdir -p "$dir"
-            local t0 t1
-            t0=$(date +%s.%N)
-            "${MPI[@]}" "$NCSN" train --data "$TRAIN" --run-dir "$dir" "${BASE[@]}" "$@" --log-every 200 >"$dir/train.log" 2>&1 \
-                || { echo "quality.sh: training $name failed, see $dir/train.log" >&2; tail -5 "$dir/train.log" >&2; exit 1; }
-            t1=$(date +%s.%N)
-            "$PY" -c 'import sys; print(f"{(float(sys.argv[2]) - float(sys.argv[1])) / 60:.2f}")' "$t0" "$t1" >"$dir/train_minutes"
-        fi
-    }
-
     for row in "${rows[@]}"; do
         spec=${ROW[$row]:-}
         [ -n "$spec" ] || { echo "quality.sh: unknown row '$row' (rows: ${ORDER[*]})" >&2; exit 2; }
         IFS='|' read -r tname topts sopts <<<"$spec"
-        sopts=${sopts//RULES_CAS/$(cas_lr)}
         echo "== $row: train $tname ($topts), sample ($sopts)"
         train "$tname" $topts
         d="$D/$row"
