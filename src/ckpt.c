@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "ncsn/ckpt.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@
 void ckpt_write_weights(hid_t file, const char *group, const Model *m, const float *weights)
 {
     hid_t g = H5Gcreate2(file, group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    CHECK(g >= 0, "cannot create group %s", group);
+    H5_CHECK_IN(file, g, "create group %s", group);
     const NcsnConfig *c = &m->cfg;
     h5_attr_write_int(g, "in_channels", 1, &c->in_channels);
     h5_attr_write_int(g, "nf", 1, &c->nf);
@@ -122,10 +123,10 @@ void ckpt_read_weights(hid_t file, const char *path, const char *group, const Mo
 void file_commit(const char *tmp, const char *final)
 {
     int fd = open(tmp, O_RDONLY);
-    CHECK(fd >= 0, "%s: cannot reopen to sync", tmp);
-    CHECK(fsync(fd) == 0, "%s: fsync failed", tmp);
+    CHECK(fd >= 0, "%s: cannot reopen to sync: %s", tmp, strerror(errno));
+    CHECK(fsync(fd) == 0, "%s: cannot write (fsync of %s): %s", final, tmp, strerror(errno));
     close(fd);
-    CHECK(rename(tmp, final) == 0, "cannot rename %s to %s", tmp, final);
+    CHECK(rename(tmp, final) == 0, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", final);
     int dfd = open(dirname(dir), O_RDONLY);
@@ -138,7 +139,7 @@ void file_commit(const char *tmp, const char *final)
 hid_t atomic_h5_begin(AtomicH5 *a, const char *path)
 {
     snprintf(a->path, sizeof a->path, "%s", path);
-    snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%d", path, (int)getpid());
+    h5_temp_name(path, a->tmp, sizeof a->tmp);
     ncsn_cleanup_on_error(a->tmp);
     a->file = h5_create(a->tmp);
     return a->file;
@@ -146,7 +147,7 @@ hid_t atomic_h5_begin(AtomicH5 *a, const char *path)
 
 void atomic_h5_commit(AtomicH5 *a)
 {
-    H5_CHECK(H5Fclose(a->file));
+    h5_close_written(a->file);
     file_commit(a->tmp, a->path);
     ncsn_cleanup_done();
 }
@@ -168,7 +169,7 @@ void ckpt_save_model(const char *path, const Model *m, const float *weights, lon
 static void write_group_of(hid_t file, const char *group, const Model *m, const float *buf)
 {
     hid_t g = H5Gcreate2(file, group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    CHECK(g >= 0, "cannot create group %s", group);
+    H5_CHECK_IN(file, g, "create group %s", group);
     for (int i = 0; i < m->table.n; i++) {
         const ParamSpec *p = &m->table.specs[i];
         hsize_t dims[4];
@@ -190,10 +191,12 @@ void ckpt_save_train(const char *path, const Model *model, const OptimState *o, 
     H5Gclose(g);
     if (o->ema) ckpt_write_weights(f, "/ema", model, o->ema);
     hid_t og = H5Gcreate2(f, "/optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5_CHECK_IN(f, og, "create group /optim");
     H5Gclose(og);
     write_group_of(f, "/optim/adam_m", model, o->m);
     write_group_of(f, "/optim/adam_v", model, o->v);
     hid_t t = H5Gcreate2(f, "/train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5_CHECK_IN(f, t, "create group /train");
     int ints[4];
     ints[0] = (int)meta->step;
     h5_attr_write_int(t, "step", 1, ints);
@@ -204,10 +207,12 @@ void ckpt_save_train(const char *path, const Model *model, const OptimState *o, 
     long long pos = (long long)meta->step * meta->batch;
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(t, "position", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5_CHECK(H5Awrite(a, H5T_NATIVE_LLONG, &pos));
+    H5_CHECK_IN(t, a, "create attribute position of /train");
+    H5_CHECK_IN(t, H5Awrite(a, H5T_NATIVE_LLONG, &pos), "write attribute position of /train");
     H5Aclose(a);
     a = H5Acreate2(t, "seed", H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    H5_CHECK(H5Awrite(a, H5T_NATIVE_ULLONG, &meta->seed));
+    H5_CHECK_IN(t, a, "create attribute seed of /train");
+    H5_CHECK_IN(t, H5Awrite(a, H5T_NATIVE_ULLONG, &meta->seed), "write attribute seed of /train");
     H5Aclose(a);
     H5Sclose(sp);
     for (int i = 0; i < 4; i++) ints[i] = (int)meta->data_shape[i];
@@ -249,9 +254,11 @@ static int try_read(hid_t f, const char *name, int rank, const int *shape, float
         return -1;
     }
     herr_t rc = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    char why[512];
+    h5_reason(why, sizeof why);
     H5Dclose(ds);
     if (rc < 0) {
-        snprintf(err, cap, "%s: %s cannot be read (checksum failed or truncated)", path, name);
+        snprintf(err, cap, "%s: %s cannot be read: %s", path, name, why);
         return -1;
     }
     return 0;
@@ -303,21 +310,11 @@ static int try_attr_optional(hid_t obj, const char *name, hid_t type, void *v, c
     return H5Aexists(obj, name) <= 0 ? 0 : try_attr(obj, name, 1, type, v, path, where, err, cap);
 }
 
-static hid_t try_open(const char *path, char *err, size_t cap)
-{
-    if (H5Fis_hdf5(path) <= 0) {
-        snprintf(err, cap, "%s: not a readable HDF5 file (truncated or corrupt)", path);
-        return -1;
-    }
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) snprintf(err, cap, "%s: cannot be opened as HDF5", path);
-    return f;
-}
 
 int ckpt_try_read_config(const char *path, NcsnConfig *cfg, float *sigmas, int *has_sigmas,
                          char *err, size_t cap)
 {
-    hid_t f = try_open(path, err, cap);
+    hid_t f = h5_try_open_read(path, err, cap);
     if (f < 0) return -1;
     int rc = -1;
     config_default(cfg);
@@ -403,7 +400,7 @@ int ckpt_try_load_train(const char *path, Model *model, OptimState *o, TrainMeta
         free(sig);
         return -1;
     }
-    hid_t f = try_open(path, err, cap);
+    hid_t f = h5_try_open_read(path, err, cap);
     int rc = f < 0 ? -1 : 0;
     hid_t t = -1;
     if (rc == 0 && !h5_exists(f, "/train")) {

@@ -42,7 +42,10 @@ __attribute__((noreturn)) static void stop_job(int status)
     int size = 1;
     if (up && !down) MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (up && !down && size > 1) MPI_Abort(MPI_COMM_WORLD, status);
-    exit(status);
+    /* Not exit(): HDF5's exit handler would flush the files still open,
+     * and after a failed write (a full disk) it crashes doing so. */
+    fflush(NULL);
+    _exit(status);
 }
 
 void ncsn_fail(const char *file, int line, const char *fmt, ...)

@@ -1,31 +1,135 @@
 /* h5util.c: see h5util.h. */
+#define _POSIX_C_SOURCE 200809L
 #include "ncsn/h5util.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ncsn/common.h"
 
 void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+/* What HDF5's error stack says about the last failure: the errno its file
+ * driver recorded ("..., errno = 28, error message = '...'"), and the
+ * message of the innermost frame. */
+typedef struct {
+    int err;
+    char innermost[512];
+} H5Why;
+
+static herr_t why_walk(unsigned n, const H5E_error2_t *e, void *data)
+{
+    H5Why *w = data;
+    if (!e->desc) return 0;
+    if (n == 0) snprintf(w->innermost, sizeof w->innermost, "%s", e->desc);
+    const char *p = strstr(e->desc, "errno = ");
+    if (p && w->err == 0) w->err = atoi(p + 8);
+    return 0;
+}
+
+static H5Why why_now(void)
+{
+    H5Why w = {0, ""};
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, why_walk, &w);
+    return w;
+}
+
+const char *h5_reason(char *buf, size_t cap)
+{
+    H5Why w = why_now();
+    snprintf(buf, cap, "%s", w.err > 0 ? strerror(w.err) : w.innermost);
+    return buf;
+}
+
+/* A file's name for messages: FINAL (its temporary FINAL.tmp.PID) for
+ * h5_temp_name's names, else the name. */
+static const char *shown_name(const char *name, char *buf, size_t cap)
+{
+    const char *dot = strrchr(name, '.');
+    size_t k = dot ? (size_t)(dot - name) : 0;
+    int temp = dot && dot[1] && k >= 4 && strncmp(dot - 4, ".tmp", 4) == 0;
+    for (const char *p = dot ? dot + 1 : ""; temp && *p; p++) temp = *p >= '0' && *p <= '9';
+    if (temp) snprintf(buf, cap, "%.*s (its temporary %s)", (int)(k - 4), name, name);
+    else snprintf(buf, cap, "%s", name);
+    return buf;
+}
+
+void h5_fail(hid_t obj, const char *src, int line, const char *fmt, ...)
+{
+    char why[512], what[1024], name[4096] = "(an HDF5 file)", shown[8300];
+    h5_reason(why, sizeof why); /* first: any other call clears the stack */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    H5Fget_name(obj, name, sizeof name);
+    ncsn_fail(src, line, "%s: cannot %s: %s", shown_name(name, shown, sizeof shown), what,
+              why[0] ? why : "HDF5 gave no reason");
+}
+
+hid_t h5_try_open_read(const char *path, char *err, size_t cap)
+{
+    struct stat st;
+    int fd = -1;
+    int os = stat(path, &st) != 0 ? errno : S_ISDIR(st.st_mode) ? EISDIR : (fd = open(path, O_RDONLY)) < 0 ? errno : 0;
+    if (fd >= 0) close(fd);
+    if (os) {
+        snprintf(err, cap, "%s: cannot open file: %s", path, strerror(os));
+        return -1;
+    }
+    if (H5Fis_hdf5(path) <= 0) {
+        snprintf(err, cap, "%s: not an HDF5 file", path);
+        return -1;
+    }
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file >= 0) return file;
+    H5Why w = why_now();
+    if (w.err == EWOULDBLOCK || w.err == EAGAIN)
+        snprintf(err, cap, "%s: cannot open: locked by a program that writes it (%s); if none does, set "
+                 "HDF5_USE_FILE_LOCKING=FALSE", path, strerror(w.err));
+    else if (w.err > 0)
+        snprintf(err, cap, "%s: cannot open: %s", path, strerror(w.err));
+    else
+        snprintf(err, cap, "%s: truncated or corrupt HDF5 file (%s)", path, w.innermost);
+    return -1;
+}
+
 hid_t h5_open_read(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) ncsn_die_usage("%s: cannot open file (missing or unreadable)", path);
-    fclose(f);
-    if (H5Fis_hdf5(path) <= 0)
-        ncsn_die_usage("%s: not an HDF5 file", path);
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (file < 0) ncsn_die_usage("%s: cannot open as HDF5 (locked by a writer? set HDF5_USE_FILE_LOCKING=FALSE)", path);
+    char err[8192];
+    hid_t file = h5_try_open_read(path, err, sizeof err);
+    if (file < 0) ncsn_die_usage("%s", err);
     return file;
 }
 
 hid_t h5_create(const char *path)
 {
     hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (file < 0) ncsn_die_usage("%s: cannot create file", path);
+    if (file < 0) {
+        char why[512], shown[8300];
+        h5_reason(why, sizeof why);
+        ncsn_die_usage("%s: cannot create file: %s", shown_name(path, shown, sizeof shown), why);
+    }
     return file;
+}
+
+void h5_temp_name(const char *final, char *tmp, size_t cap)
+{
+    snprintf(tmp, cap, "%s.tmp.%d", final, (int)getpid());
+}
+
+void h5_close_written(hid_t file)
+{
+    H5_CHECK_IN(file, H5Fflush(file, H5F_SCOPE_GLOBAL), "write");
+    char name[4096] = "", why[512];
+    H5Fget_name(file, name, sizeof name);
+    if (H5Fclose(file) < 0) ncsn_fail(__FILE__, __LINE__, "%s: cannot close: %s", name, h5_reason(why, sizeof why));
 }
 
 int h5_exists(hid_t file, const char *name)
@@ -83,8 +187,10 @@ void h5_read_exact(hid_t file, const char *path, const char *name, int rank, con
     if (info.cls != H5T_FLOAT && info.cls != H5T_INTEGER)
         ncsn_die_usage("%s: dataset %s is not numeric", path, name);
     hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
-    if (H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-        ncsn_die_usage("%s: cannot read dataset %s (corrupt or failed checksum)", path, name);
+    if (H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        char why[512];
+        ncsn_die_usage("%s: cannot read dataset %s: %s", path, name, h5_reason(why, sizeof why));
+    }
     H5Dclose(ds);
 }
 
@@ -139,9 +245,9 @@ void h5_write(hid_t loc, const char *name, hid_t mem_type, hid_t file_type, int 
         H5_CHECK(H5Pset_fletcher32(dcpl));
     }
     hid_t ds = H5Dcreate2(loc, name, file_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    CHECK(ds >= 0, "cannot create dataset %s", name);
-    if (!empty) H5_CHECK(H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
-    H5Dclose(ds);
+    H5_CHECK_IN(loc, ds, "create dataset %s", name);
+    if (!empty) H5_CHECK_IN(loc, H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "write dataset %s", name);
+    H5_CHECK_IN(loc, H5Dclose(ds), "write dataset %s", name);
     H5Pclose(dcpl);
     H5Sclose(sp);
 }
@@ -150,9 +256,9 @@ void h5_write_scalar_double(hid_t loc, const char *name, double v)
 {
     hid_t sp = H5Screate(H5S_SCALAR);
     hid_t ds = H5Dcreate2(loc, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    CHECK(ds >= 0, "cannot create dataset %s", name);
-    H5_CHECK(H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v));
-    H5Dclose(ds);
+    H5_CHECK_IN(loc, ds, "create dataset %s", name);
+    H5_CHECK_IN(loc, H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v), "write dataset %s", name);
+    H5_CHECK_IN(loc, H5Dclose(ds), "write dataset %s", name);
     H5Sclose(sp);
 }
 
@@ -163,9 +269,9 @@ static void attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_t
     hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &d, NULL);
     if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
     hid_t a = H5Acreate2(obj, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT);
-    CHECK(a >= 0, "cannot create attribute %s", name);
-    H5_CHECK(H5Awrite(a, mem_type, v));
-    H5Aclose(a);
+    H5_CHECK_IN(obj, a, "create attribute %s", name);
+    H5_CHECK_IN(obj, H5Awrite(a, mem_type, v), "write attribute %s", name);
+    H5_CHECK_IN(obj, H5Aclose(a), "write attribute %s", name);
     H5Sclose(sp);
 }
 
@@ -186,9 +292,9 @@ void h5_attr_write_str(hid_t obj, const char *name, const char *s)
     hid_t sp = H5Screate(H5S_SCALAR);
     if (H5Aexists(obj, name) > 0) H5Adelete(obj, name);
     hid_t a = H5Acreate2(obj, name, ty, sp, H5P_DEFAULT, H5P_DEFAULT);
-    CHECK(a >= 0, "cannot create attribute %s", name);
-    H5_CHECK(H5Awrite(a, ty, s));
-    H5Aclose(a);
+    H5_CHECK_IN(obj, a, "create attribute %s", name);
+    H5_CHECK_IN(obj, H5Awrite(a, ty, s), "write attribute %s", name);
+    H5_CHECK_IN(obj, H5Aclose(a), "write attribute %s", name);
     H5Sclose(sp);
     H5Tclose(ty);
 }

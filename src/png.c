@@ -2,8 +2,10 @@
 #include "ncsn/png.h"
 
 #include <png.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "ncsn/common.h"
 
@@ -27,15 +29,21 @@ int png_write_grid(const char *path, const float *x, int n, int C, int H, int W,
     }
     FILE *f = fopen(path, "wb");
     if (!f) {
+        int why = errno;
         free(pix);
+        errno = why;
         return -1;
     }
+    errno = 0;
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png_create_info_struct(png);
     if (setjmp(png_jmpbuf(png))) {
+        int why = errno ? errno : EIO; /* the failed fwrite's */
         png_destroy_write_struct(&png, &info);
         fclose(f);
+        unlink(path);
         free(pix);
+        errno = why;
         return -1;
     }
     png_init_io(png, f);
@@ -46,5 +54,9 @@ int png_write_grid(const char *path, const float *x, int n, int C, int H, int W,
     png_write_end(png, NULL);
     png_destroy_write_struct(&png, &info);
     free(pix);
-    return fclose(f) == 0 ? 0 : -1;
+    if (fclose(f) == 0) return 0;
+    int why = errno; /* why the last write failed */
+    unlink(path);
+    errno = why;
+    return -1;
 }

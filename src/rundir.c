@@ -181,8 +181,8 @@ void rundir_set_latest(const char *dir, long step)
     snprintf(tmp, sizeof tmp, "%s/latest.h5.tmp.%d", dir, (int)getpid());
     snprintf(link, sizeof link, "%s/latest.h5", dir);
     unlink(tmp);
-    CHECK(symlink(target, tmp) == 0, "cannot create symlink %s", tmp);
-    CHECK(rename(tmp, link) == 0, "cannot rename %s to %s", tmp, link);
+    CHECK(symlink(target, tmp) == 0, "cannot create symlink %s: %s", tmp, strerror(errno));
+    CHECK(rename(tmp, link) == 0, "cannot rename %s to %s: %s", tmp, link, strerror(errno));
     int dfd = open(dir, O_RDONLY);
     if (dfd >= 0) {
         fsync(dfd);

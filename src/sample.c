@@ -2,6 +2,7 @@
  * known and mask tensors, runs the distributed sampler (sampler.h) and
  * writes the samples file and its pictures. */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +59,7 @@ static void write_strip(const char *png, const float *traj, const float *final, 
     char path[4200];
     strip_path(path, sizeof path, png);
     if (png_write_grid(path, pic, (int)(rows * cols), S->img.C, S->img.H, S->img.W, cols) != 0)
-        ncsn_die_usage("--png: cannot write %s", path);
+        ncsn_die_usage("--png: cannot write %s: %s", path, strerror(errno));
     printf("wrote %s\n", path);
     free(pic);
 }
@@ -150,7 +151,7 @@ int cmd_sample(const Options *o)
         if (o->png) {
             int cols = (int)ceil(sqrt((double)S.n));
             if (png_write_grid(o->png, all, (int)S.n, S.img.C, S.img.H, S.img.W, cols) != 0)
-                ncsn_die_usage("--png: cannot write %s", o->png);
+                ncsn_die_usage("--png: cannot write %s: %s", o->png, strerror(errno));
             printf("wrote %s\n", o->png);
             if (traj_all) write_strip(o->png, traj_all, all, &S, L);
         }

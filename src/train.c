@@ -375,7 +375,7 @@ static void dump_grads(Trainer *t, long step)
     snprintf(path, sizeof path, "%s/grad-%08ld.h5", t->o->dump_grads, step);
     hid_t f = h5_create(path);
     ckpt_write_weights(f, "/grad", &t->model, t->model.grads);
-    H5_CHECK(H5Fclose(f));
+    h5_close_written(f);
 }
 
 typedef struct {

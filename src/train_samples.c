@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "ncsn/train_samples.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,8 +94,9 @@ static void write_png(const TrainSamples *ts, const char *path, const float *all
     const Sampler *S = &ts->S;
     int cols = (int)ceil(sqrt((double)S->n));
     if (png_write_grid(tmp, all, (int)S->n, S->img.C, S->img.H, S->img.W, cols) != 0 || rename(tmp, path) != 0) {
+        int why = errno;
         unlink(tmp);
-        fprintf(stderr, "ncsn: warning: cannot write %s; training goes on\n", path);
+        fprintf(stderr, "ncsn: warning: cannot write %s: %s; training goes on\n", path, strerror(why));
     }
 }
 
@@ -106,12 +108,12 @@ static void append_eval_row(const TrainSamples *ts, long step, const EvalNumbers
     int fresh = access(path, F_OK) != 0;
     FILE *f = fopen(path, "a");
     if (!f) {
-        fprintf(stderr, "ncsn: warning: cannot append to %s; training goes on\n", path);
+        fprintf(stderr, "ncsn: warning: cannot append to %s: %s; training goes on\n", path, strerror(errno));
         return;
     }
     if (fresh) fprintf(f, "%s\n", EVAL_HEADER);
     fprintf(f, "%ld,%.9g,%.9g,%.9g,%.0f,%.0f\n", step, r->fd, r->fd_floor, r->score, r->coverage, r->n_classes);
-    if (fclose(f) != 0) fprintf(stderr, "ncsn: warning: writing %s failed\n", path);
+    if (fclose(f) != 0) fprintf(stderr, "ncsn: warning: writing %s failed: %s\n", path, strerror(errno));
 }
 
 /* Rank 0: the evaluation of step-<step>.h5; a failure is a warning. */

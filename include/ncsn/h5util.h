@@ -13,9 +13,32 @@
 #define H5_MAX_RANK 8
 
 void h5_quiet(void);
-hid_t h5_open_read(const char *path);   /* dies with a message on failure */
+/* Opens path read-only: the file id, or -1 with "PATH: why" in err (the
+ * OS's reason when there is one: missing, unreadable, locked by a writer;
+ * else not HDF5, or truncated or corrupt with HDF5's own words). */
+hid_t h5_try_open_read(const char *path, char *err, size_t cap);
+hid_t h5_open_read(const char *path);   /* the same, dying with exit 2 */
 hid_t h5_create(const char *path);      /* truncates */
+/* The temporary name FINAL.tmp.PID of a file that becomes FINAL once
+ * complete; h5_fail reports write failures in it under FINAL. */
+void h5_temp_name(const char *final, char *tmp, size_t cap);
+/* Flushes everything to disk (h5_fail on an error) and closes. */
+void h5_close_written(hid_t file);
 int h5_exists(hid_t file, const char *name);
+
+/* HDF5's reason for the call that just failed on this thread: the OS's
+ * (strerror of the errno its file driver saw) when it recorded one, else
+ * HDF5's innermost message, else "". Read it before any other HDF5 call,
+ * which clears the error stack. Returns buf. */
+const char *h5_reason(char *buf, size_t cap);
+/* Dies (exit 1) with "FILE: cannot WHAT: REASON", FILE the file that obj
+ * belongs to, WHAT from fmt. For failures while writing (disk full, I/O). */
+void h5_fail(hid_t obj, const char *src, int line, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 4, 5)));
+#define H5_CHECK_IN(obj, call, ...)                                                                \
+    do {                                                                                           \
+        if ((call) < 0) h5_fail((obj), __FILE__, __LINE__, __VA_ARGS__);                           \
+    } while (0)
 
 typedef struct {
     int rank;
