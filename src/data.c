@@ -1,7 +1,9 @@
 /* data.c: reading image datasets; see data.h for the choice of caching. */
 #include "ncsn/data.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,34 @@
 #include "ncsn/common.h"
 #include "ncsn/h5util.h"
 #include "ncsn/rng.h"
+
+#define DATA_CACHE_MB_DEFAULT 2048
+#define DATA_RANGE_TOL 1e-3f
+
+static hid_t mem_type(const Dataset *d) { return d->kind == DATA_F32_NCHW ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT8; }
+
+/* Float data as read, before any use: every value finite and within
+ * [-1, 1] up to DATA_RANGE_TOL. v [n, C, H, W] holds images indices[0..n)
+ * (NULL: 0..n-1, the whole dataset). */
+static void check_floats(const Dataset *d, const float *v, long n, const uint32_t *indices)
+{
+    if (d->kind != DATA_F32_NCHW) return;
+    size_t per = (size_t)d->C * d->H * d->W;
+    float lo = INFINITY, hi = -INFINITY;
+    for (long i = 0; i < n; i++)
+        for (size_t k = 0; k < per; k++) {
+            float x = v[(size_t)i * per + k];
+            if (!isfinite(x))
+                ncsn_die_usage("%s: dataset %s has a non-finite value in image %u (%g)", d->path, d->name,
+                               indices ? indices[i] : (uint32_t)i, (double)x);
+            lo = x < lo ? x : lo;
+            hi = x > hi ? x : hi;
+        }
+    if (lo < -1.0f - DATA_RANGE_TOL || hi > 1.0f + DATA_RANGE_TOL)
+        ncsn_die_usage("%s: dataset %s holds float32 values in [%g, %g]%s, expected [-1, 1]; store images of "
+                       "0..255 as uint8 [N,H,W] or [N,H,W,C] instead (mapped to [-1, 1] by x/127.5 - 1)",
+                       d->path, d->name, (double)lo, (double)hi, indices ? " (in the images read for a batch)" : "");
+}
 
 void data_open(Dataset *d, const char *path, const char *name, size_t cache_bytes)
 {
@@ -48,10 +78,24 @@ void data_open(Dataset *d, const char *path, const char *name, size_t cache_byte
     size_t total = d->image_bytes * (size_t)d->N;
     if (total <= cache_bytes) {
         d->cache = xmalloc(total);
-        hid_t mt = d->kind == DATA_F32_NCHW ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT8;
-        if (H5Dread(d->ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, d->cache) < 0)
-            ncsn_die_usage("%s: cannot read dataset %s (corrupt?)", path, name);
+        if (H5Dread(d->ds, mem_type(d), H5S_ALL, H5S_ALL, H5P_DEFAULT, d->cache) < 0) {
+            char why[512];
+            ncsn_die_usage("%s: cannot read dataset %s: %s", path, name, h5_reason(why, sizeof why));
+        }
+        check_floats(d, d->cache, d->N, NULL);
     }
+}
+
+size_t data_cache_bytes(void)
+{
+    const char *s = getenv("NCSN_DATA_CACHE_MB");
+    if (!s || !*s) return (size_t)DATA_CACHE_MB_DEFAULT << 20;
+    char *end;
+    errno = 0;
+    unsigned long long mb = strtoull(s, &end, 10);
+    if (*end || errno || s[0] == '-' || mb > (SIZE_MAX >> 20))
+        ncsn_die_usage("NCSN_DATA_CACHE_MB=%s: expected a whole number of MiB (0: always read per batch)", s);
+    return (size_t)mb << 20;
 }
 
 void data_close(Dataset *d)
@@ -63,16 +107,11 @@ void data_close(Dataset *d)
 }
 
 /* raw: one image in its stored type -> out [C, H, W] in [-1, 1] */
-static void to_float(const Dataset *d, float *out, const void *raw, uint32_t index)
+static void to_float(const Dataset *d, float *out, const void *raw)
 {
     size_t HW = (size_t)d->H * d->W;
     if (d->kind == DATA_F32_NCHW) {
-        const float *f = raw;
-        for (size_t i = 0; i < HW * d->C; i++) {
-            if (!isfinite(f[i]))
-                ncsn_die_usage("%s: dataset %s has a non-finite value in image %u", d->path, d->name, index);
-            out[i] = f[i];
-        }
+        memcpy(out, raw, d->image_bytes);
         return;
     }
     const uint8_t *u = raw; /* [H, W, C] */
@@ -80,32 +119,64 @@ static void to_float(const Dataset *d, float *out, const void *raw, uint32_t ind
         for (size_t p = 0; p < HW; p++) out[c * HW + p] = (float)u[p * d->C + c] / 127.5f - 1.0f;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Streamed: the distinct images of one batch in one read. uniq[m] gets the
+ * sorted distinct indices and raw [m, image] those images: the selection
+ * is the union of the runs of consecutive indices, which HDF5 reads in
+ * file order, i.e. in uniq's order. Returns m. */
+static long read_block(Dataset *d, void *raw, uint32_t *uniq, const uint32_t *indices, int n)
+{
+    memcpy(uniq, indices, (size_t)n * sizeof(uint32_t));
+    qsort(uniq, (size_t)n, sizeof(uint32_t), cmp_u32);
+    long m = 0;
+    for (int i = 0; i < n; i++)
+        if (m == 0 || uniq[i] != uniq[m - 1]) uniq[m++] = uniq[i];
+    hid_t fs = H5Dget_space(d->ds);
+    int rank = H5Sget_simple_extent_ndims(fs);
+    hsize_t start[4] = {0, 0, 0, 0}, count[4];
+    H5Sget_simple_extent_dims(fs, count, NULL);
+    for (long a = 0, b; a < m; a = b) {
+        for (b = a + 1; b < m && uniq[b] == uniq[b - 1] + 1; b++) continue;
+        start[0] = uniq[a];
+        count[0] = (hsize_t)(b - a);
+        H5_CHECK(H5Sselect_hyperslab(fs, a == 0 ? H5S_SELECT_SET : H5S_SELECT_OR, start, NULL, count, NULL));
+    }
+    count[0] = (hsize_t)m;
+    hid_t ms = H5Screate_simple(rank, count, NULL);
+    if (H5Dread(d->ds, mem_type(d), ms, fs, H5P_DEFAULT, raw) < 0) {
+        char why[512];
+        ncsn_die_usage("%s: cannot read %ld images of dataset %s: %s", d->path, m, d->name,
+                       h5_reason(why, sizeof why));
+    }
+    H5Sclose(ms);
+    H5Sclose(fs);
+    check_floats(d, raw, m, uniq);
+    return m;
+}
+
 void data_read(Dataset *d, float *out, const uint32_t *indices, int n)
 {
     size_t per = (size_t)d->C * d->H * d->W;
-    unsigned char *raw = d->cache ? NULL : xmalloc(d->image_bytes);
-    hid_t mt = d->kind == DATA_F32_NCHW ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT8;
-    for (int i = 0; i < n; i++) {
-        CHECK(indices[i] < (uint32_t)d->N, "image index %u out of range", indices[i]);
-        const void *src;
-        if (d->cache) {
-            src = (const unsigned char *)d->cache + d->image_bytes * indices[i];
-        } else {
-            hid_t fs = H5Dget_space(d->ds);
-            int rank = H5Sget_simple_extent_ndims(fs);
-            hsize_t start[4] = {indices[i], 0, 0, 0}, count[4];
-            H5Sget_simple_extent_dims(fs, count, NULL);
-            count[0] = 1;
-            H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-            hid_t ms = H5Screate_simple(rank, count, NULL);
-            if (H5Dread(d->ds, mt, ms, fs, H5P_DEFAULT, raw) < 0)
-                ncsn_die_usage("%s: cannot read image %u of dataset %s", d->path, indices[i], d->name);
-            H5Sclose(ms);
-            H5Sclose(fs);
-            src = raw;
-        }
-        to_float(d, out + per * i, src, indices[i]);
+    for (int i = 0; i < n; i++) CHECK(indices[i] < (uint32_t)d->N, "image index %u out of range", indices[i]);
+    if (n <= 0) return;
+    if (d->cache) {
+        for (int i = 0; i < n; i++)
+            to_float(d, out + per * i, (const unsigned char *)d->cache + d->image_bytes * indices[i]);
+        return;
     }
+    unsigned char *raw = xmalloc((size_t)n * d->image_bytes);
+    uint32_t *uniq = xmalloc((size_t)n * sizeof(uint32_t));
+    long m = read_block(d, raw, uniq, indices, n);
+    for (int i = 0; i < n; i++) {
+        const uint32_t *at = bsearch(&indices[i], uniq, (size_t)m, sizeof(uint32_t), cmp_u32);
+        to_float(d, out + per * i, raw + d->image_bytes * (size_t)(at - uniq));
+    }
+    free(uniq);
     free(raw);
 }
 

@@ -30,7 +30,6 @@
 #include "ncsn/rundir.h"
 #include "ncsn/train_samples.h"
 
-#define DATA_CACHE_BYTES ((size_t)2 << 30)
 #define METRICS_HEADER "step,loss,lr,grad_norm,images_per_s,wall_s"
 
 static volatile sig_atomic_t g_stop_signal = 0;
@@ -586,7 +585,7 @@ int cmd_train(const Options *o)
     dist_agree_usage(why, sizeof why);
     t.options_text = xmalloc(16384);
     opt_format(o, t.options_text, 16384);
-    data_open(&t.data, o->data, o->dataset, DATA_CACHE_BYTES);
+    data_open(&t.data, o->data, o->dataset, data_cache_bytes());
     if (t.data.N > 0xffffffffL) ncsn_die_usage("%s: dataset %s has too many images", o->data, o->dataset);
     data_order_init(&t.order, t.data.N, o->seed);
     if (o->dump_grads && t.dist.rank == 0) rundir_prepare(o->dump_grads);
@@ -595,8 +594,9 @@ int cmd_train(const Options *o)
     if (t.dist.rank == 0) {
         opt_print(o, stdout);
         printf("  %-18s %d\n", "ranks", t.dist.size);
-        printf("  %-18s %s:%s [%ld images, %d x %d x %d]\n", "data", o->data, o->dataset, t.data.N,
-               t.data.C, t.data.H, t.data.W);
+        printf("  %-18s %s:%s [%ld images, %d x %d x %d], %s\n", "data", o->data, o->dataset, t.data.N,
+               t.data.C, t.data.H, t.data.W,
+               t.data.cache ? "in memory" : "read per batch (larger than NCSN_DATA_CACHE_MB)");
     }
     RunPlan plan;
     memset(&plan, 0, sizeof plan);

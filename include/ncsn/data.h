@@ -6,8 +6,13 @@
  * Each rank needs random images of the whole dataset (the data order is a
  * global permutation per epoch), so a dataset whose raw size fits the cache
  * budget is read once into memory, in its stored type (uint8 stays uint8);
- * a larger one is read image by image for each batch through HDF5
- * hyperslabs, keeping memory per rank at one batch. */
+ * a larger one is read for each batch in one HDF5 read of the batch's
+ * images (a union of hyperslabs), keeping memory per rank at one batch.
+ *
+ * Float data is checked before any use: every value finite and within
+ * [-1, 1] up to 1e-3, else exit 2 naming file, dataset and what was found.
+ * Held in memory, it is checked whole when opened; streamed, each block as
+ * it is read. */
 #ifndef NCSN_DATA_H
 #define NCSN_DATA_H
 
@@ -31,8 +36,11 @@ typedef struct {
  * cache_bytes: keep the dataset in memory when its raw size is at most this. */
 void data_open(Dataset *d, const char *path, const char *name, size_t cache_bytes);
 void data_close(Dataset *d);
-/* out [n, C, H, W] in [-1, 1] for the images at these indices. Float data is
- * checked for NaN/Inf here (exit 2 naming file, dataset and index). */
+/* The cache budget: NCSN_DATA_CACHE_MB MiB from the environment (0: always
+ * read per batch), 2048 when unset; exit 2 when it is not a number. */
+size_t data_cache_bytes(void);
+/* out [n, C, H, W] in [-1, 1] for the images at these indices (repeats
+ * allowed). Streamed float data is checked here, before its use. */
 void data_read(Dataset *d, float *out, const uint32_t *indices, int n);
 
 /* The data order: global sample p is image perm_e[p mod N] of epoch
