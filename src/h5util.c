@@ -69,6 +69,9 @@ void h5_fail(hid_t obj, const char *src, int line, const char *fmt, ...)
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     H5Fget_name(obj, name, sizeof name);
+    char group[1024] = "";
+    if (H5Iget_type(obj) == H5I_GROUP && H5Iget_name(obj, group, sizeof group) > 1) /* not the root */
+        snprintf(what + strlen(what), sizeof what - strlen(what), " in %s", group);
     ncsn_fail(src, line, "%s: cannot %s: %s", shown_name(name, shown, sizeof shown), what,
               why[0] ? why : "HDF5 gave no reason");
 }
