@@ -114,6 +114,57 @@ expect "train: missing dataset name" "$W/d_good.h5: dataset pics is missing" "" 
 expect "train: channels mismatch"    "$W/d_rgb.h5: dataset images has 3 channels, the model expects 1" "" -- "$NCSN" train --data "$W/d_rgb.h5" "${T[@]}"
 expect "train: too small for technique 2" "images of 4 values are too small for NCSNv2's technique 2; give --num-classes" "" -- "$NCSN" train --data "$W/d_tiny.h5" --run-dir "$W/tiny" --in-channels 1 --nf 8 --steps 1 --batch 4
 expect "train: NaN in float data"    "$W/d_nan.h5: dataset images has a non-finite value in image 0" "" -- "$NCSN" train --data "$W/d_nan.h5" "${T[@]}" --batch 20
+# Float data is checked before the first step: whole when held in memory,
+# each batch's block as it is read when streamed (NCSN_DATA_CACHE_MB=0).
+$PY - "$W" <<'PYEOF'
+import sys, h5py, numpy as np
+w = sys.argv[1]
+x = np.random.default_rng(1).uniform(-1, 1, (20, 1, 8, 8)).astype(np.float32)
+def data(name, arr):
+    with h5py.File(f"{w}/{name}", "w") as f:
+        f.create_dataset("images", data=arr).attrs["layout"] = "NCHW"
+y = np.round((x + 1) * 127.5); y[0, 0, 0, 0] = 0; y[1, 0, 0, 0] = 255
+data("d_255.h5", y)
+y = x.copy(); y[3, 0, 1, 1] = 1.0005; y[4, 0, 2, 2] = -1.0005
+data("d_tol.h5", y)
+y = x.copy(); y[5, 0, 0, 0] = 1.01
+data("d_over.h5", y)
+y = x.copy(); y[17, 0, 4, 4] = np.inf
+data("d_inf17.h5", y)
+PYEOF
+expect "train: float data of 0..255"  "$W/d_255.h5: dataset images holds float32 values in [0, 255], expected [-1, 1]; store images of 0..255 as uint8" "" -- "$NCSN" train --data "$W/d_255.h5" "${T[@]}"
+expect "train: float data above 1"    "$W/d_over.h5: dataset images holds float32 values in [" "" -- "$NCSN" train --data "$W/d_over.h5" "${T[@]}"
+expect "train: Inf in an image not drawn at step 1" "$W/d_inf17.h5: dataset images has a non-finite value in image 17 (inf)" "" -- "$NCSN" train --data "$W/d_inf17.h5" "${T[@]}" --steps 1 --run-dir "$W/inf17"
+[ -e "$W/inf17/metrics.csv" ] && [ "$(grep -c . "$W/inf17/metrics.csv")" -gt 1 ] && { echo "FAIL train: Inf in data: a step ran"; failed=1; }
+expect "train: streamed, Inf in the batch" "$W/d_inf17.h5: dataset images has a non-finite value in image 17 (inf)" "" -- env NCSN_DATA_CACHE_MB=0 "$NCSN" train --data "$W/d_inf17.h5" "${T[@]}" --batch 20
+expect "train: streamed, float data of 0..255" "$W/d_255.h5: dataset images holds float32 values in [1, 255] (in the images read for a batch), expected [-1, 1]" "" -- env NCSN_DATA_CACHE_MB=0 "$NCSN" train --data "$W/d_255.h5" "${T[@]}"
+expect "train: bad NCSN_DATA_CACHE_MB" "NCSN_DATA_CACHE_MB=lots: expected a whole number of MiB" "" -- env NCSN_DATA_CACHE_MB=lots "$NCSN" train --data "$W/d_good.h5" "${T[@]}"
+if "$NCSN" train --data "$W/d_tol.h5" "${T[@]}" --run-dir "$W/tol" --steps 1 >"$W/stdout" 2>&1; then echo "ok   train: float data within 1e-3 of [-1, 1] is accepted"
+else echo "FAIL train: float data within 1e-3 of [-1, 1] refused:"; tail -3 "$W/stdout"; failed=1; fi
+
+# Files that cannot be read say why: missing (the OS), truncated (HDF5's
+# words, not a lock when locking is off), locked by a writer (when it is).
+head -c 20000 "$W/m.h5" >"$W/trunc.h5"
+expect "info: missing file"           "$W/none.h5: cannot open file: No such file or directory" "" -- "$NCSN" info "$W/none.h5"
+expect "info: a directory"            "$W: cannot open file: Is a directory" "" -- "$NCSN" info "$W"
+expect "info: truncated file"         "$W/trunc.h5: truncated or corrupt HDF5 file (truncated file: eof = 20000" "" -- "$NCSN" info "$W/trunc.h5"
+expect "train: --resume missing file" "--resume: refusing $W/none.h5: cannot open file: No such file or directory" "" -- "$NCSN" train --data "$W/d_good.h5" "${T[@]}" --run-dir "$W/rm" --resume "$W/none.h5"
+expect "train: --resume truncated"    "--resume: refusing $W/trunc.h5: truncated or corrupt HDF5 file" "" -- "$NCSN" train --data "$W/d_good.h5" "${T[@]}" --run-dir "$W/rt" --resume "$W/trunc.h5"
+cp "$W/m.h5" "$W/locked.h5"
+HDF5_USE_FILE_LOCKING=TRUE $PY - "$W" <<'PYEOF' &
+import os, sys, time, h5py
+w = sys.argv[1]
+with h5py.File(f"{w}/locked.h5", "r+"):
+    open(f"{w}/locked.ready", "w").close()
+    for _ in range(300):  # at most 30 s
+        if os.path.exists(f"{w}/locked.done"): break
+        time.sleep(0.1)
+PYEOF
+writer=$!
+for ((i = 0; i < 300; i++)); do [ -e "$W/locked.ready" ] && break; sleep 0.1; done
+expect "info: file locked by a writer" "$W/locked.h5: cannot open: locked by a program that writes it (Resource temporarily unavailable)" "" -- env HDF5_USE_FILE_LOCKING=TRUE "$NCSN" info "$W/locked.h5"
+touch "$W/locked.done"
+wait $writer
 # With 2 ranks every rank meets the error; rank 0 alone reports it (mpiexec adds its own notice).
 OPENBLAS_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train --data "$W/d_good.h5" "${T[@]}" --batch 1 >"$W/stdout" 2>"$W/stderr"
 rc=$?
