@@ -4,8 +4,8 @@
 #
 #   tests/test_stream.sh NCSN_BIN SOURCE_DIR
 #
-# NCSN_DATA_CACHE_MB=0 forces the streamed path (one HDF5 read of each
-# batch's images) on small files. Each case trains a tiny model (nf 8, 8x8)
+# NCSN_DATA_CACHE_MB=0 forces the streamed path (each batch's images read
+# in file order, one hyperslab per run of consecutive indices) on small files. Each case trains a tiny model (nf 8, 8x8)
 # twice, in memory and streamed, and checks that the printed data line says
 # which path ran, and that the final checkpoints (/model and the Adam
 # moments) are bitwise equal and metrics.csv has the same step, loss, lr and

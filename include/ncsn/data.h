@@ -6,8 +6,9 @@
  * Each rank needs random images of the whole dataset (the data order is a
  * global permutation per epoch), so a dataset whose raw size fits the cache
  * budget is read once into memory, in its stored type (uint8 stays uint8);
- * a larger one is read for each batch in one HDF5 read of the batch's
- * images (a union of hyperslabs), keeping memory per rank at one batch.
+ * a larger one is read for each batch (its distinct images in file order,
+ * one hyperslab per run of consecutive indices), keeping memory per rank at
+ * one batch.
  *
  * Float data is checked before any use: every value finite and within
  * [-1, 1] up to 1e-3, else exit 2 naming file, dataset and what was found.
