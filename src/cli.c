@@ -52,6 +52,7 @@ static const OptSpec TRAIN_OPTS[] = {
     {"weight-decay", OPT_DOUBLE, "0", "Adam L2 weight decay", F(weight_decay)},
     {"grad-clip", OPT_DOUBLE, "0", "clip the global gradient norm to this (0: off)", F(grad_clip)},
     {"warmup", OPT_INT, "0", "linear learning-rate warm-up steps", F(warmup)},
+    {"lr-schedule", OPT_STR, "constant", "after warm-up: constant, or cosine (decays to 0 at --steps)", F(lr_schedule)},
     {"ema", OPT_DOUBLE, "0", "EMA rate of the weights, e.g. 0.999 (0: off)", F(ema_rate)},
     {"no-ema-warmup", OPT_FLAG, NULL, "use the fixed --ema rate from step 1 (default: min(rate, (1+t)/(10+t)))", F(no_ema_warmup)},
     {"seed", OPT_U64, "0", "seed of every random draw", F(seed)},

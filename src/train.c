@@ -574,6 +574,8 @@ int cmd_train(const Options *o)
         ncsn_die_usage("option --batch: the global batch (%ld) is smaller than the number of ranks (%d)",
                        o->batch, t.dist.size);
     if (!(o->lr > 0)) ncsn_die_usage("option --lr: must be positive");
+    if (strcmp(o->lr_schedule, "constant") != 0 && strcmp(o->lr_schedule, "cosine") != 0)
+        ncsn_die_usage("option --lr-schedule: '%s' is not constant or cosine", o->lr_schedule);
     if (o->ema_rate < 0 || o->ema_rate >= 1) ncsn_die_usage("option --ema: the rate must be in [0, 1)");
     if (o->keep < 1) ncsn_die_usage("option --keep: must be >= 1");
     if (o->bucket_mb < 0) ncsn_die_usage("option --bucket-mb: must be >= 0");
@@ -609,7 +611,8 @@ int cmd_train(const Options *o)
     t.meta.data_shape[2] = t.data.H;
     t.meta.data_shape[3] = t.data.W;
     t.adam = (AdamConfig){.lr = o->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                          .weight_decay = o->weight_decay, .warmup = o->warmup};
+                          .weight_decay = o->weight_decay, .warmup = o->warmup,
+                          .cosine = strcmp(o->lr_schedule, "cosine") == 0, .total = o->steps};
     if (t.dist.rank == 0) {
         const NcsnConfig *c = &t.model.cfg;
         size_t count = 0;

@@ -17,6 +17,8 @@
 #  5. The EMA follows ema_t = r_t ema_{t-1} + (1 - r_t) p_t from ema_0 = p_0,
 #     with r_t = min(rate, (1+t)/(10+t)) by default and r_t = rate with
 #     --no-ema-warmup (checked on the checkpoints of every step, 1e-6).
+#  6. --lr-schedule cosine: the learning rate of every step in metrics.csv
+#     follows the linear warm-up, then lr (1 + cos(pi (t - w) / (T - w))) / 2.
 set -euo pipefail
 NCSN=$1 SRC=$2
 PY=${PYTHON:-/usr/bin/python3}
@@ -150,4 +152,23 @@ print(f"EMA ({mode}): worst relative difference to the recursion over 4 steps {w
 sys.exit(0 if worst <= 1e-6 else 1)
 PYEOF
 done
+# 6. The cosine learning-rate schedule, step by step.
+"$NCSN" train --data "$W/fm8.h5" --run-dir "$W/cosine" --in-channels 1 --nf 8 --num-classes 4 \
+    --sigmas 1,0.5,0.2,0.05 --batch 8 --steps 7 --ckpt-every 0 --lr 2e-3 --warmup 2 --lr-schedule cosine >"$W/cos.log"
+$PY - "$W/cosine/metrics.csv" <<'PYEOF'
+import sys, csv, math
+rows = list(csv.DictReader(open(sys.argv[1])))
+lr, w, T = 2e-3, 2, 7
+want = [lr * t / w if t < w else lr * 0.5 * (1 + math.cos(math.pi * (t - w) / (T - w))) for t in range(1, T + 1)]
+got = [float(r["lr"]) for r in rows]
+print("cosine schedule: lr per step", " ".join(f"{g:.4g}" for g in got))
+ok = len(got) == T and all(abs(g - x) <= 1e-5 * lr for g, x in zip(got, want))
+print("cosine schedule:", "ok" if ok else f"FAIL (expected {want})")
+sys.exit(0 if ok else 1)
+PYEOF
+if "$NCSN" train --data "$W/fm8.h5" --run-dir "$W/cosbad" --in-channels 1 --nf 8 --num-classes 4 \
+    --sigmas 1,0.5,0.2,0.05 --steps 1 --lr-schedule linear >"$W/cosbad.log" 2>&1; then
+    echo "FAIL: --lr-schedule linear was accepted"; exit 1
+fi
+grep -q "lr-schedule" "$W/cosbad.log" || { echo "FAIL: no message naming --lr-schedule"; cat "$W/cosbad.log"; exit 1; }
 echo "train_ranks: all checks passed"

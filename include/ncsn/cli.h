@@ -43,6 +43,7 @@ typedef struct {
     /* samples while training */
     long sample_every, sample_n, sample_steps_each;
     const char *sample_sampler, *sample_step_lr, *eval_data;
+    const char *lr_schedule; /* constant or cosine */
     int sample_no_clip;
     /* sampling */
     long n, image_size, height, width, steps_each, micro_batch;
