@@ -95,9 +95,6 @@ int cmd_sample(const Options *o)
     int L = m.cfg.num_classes;
     long H = opt_given(o, "height") ? o->height : o->image_size;
     long W = opt_given(o, "width") ? o->width : o->image_size;
-    if (H < 1 || W < 1 || H > 4096 || W > 4096) ncsn_die_usage("--height/--width/--image-size must be in 1..4096");
-    if (o->n < 1) ncsn_die_usage("option --n: must be >= 1");
-    if (o->micro_batch < 1) ncsn_die_usage("option --micro-batch: must be >= 1");
     if (strcmp(o->init_dist, "uniform") != 0 && strcmp(o->init_dist, "normal") != 0)
         ncsn_die_usage("option --init-dist: expected uniform or normal, got '%s'", o->init_dist);
     if (!o->inpaint != !o->mask) ncsn_die_usage("--inpaint and --mask must be given together");

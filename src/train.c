@@ -129,6 +129,24 @@ static void parse_milestones(Trainer *t)
     }
 }
 
+/* A resumed run keeps the checkpoint's noise levels: noise-level options
+ * that give others refuse the checkpoint (-2, with err) rather than being
+ * printed as if they took effect. */
+static int resume_sigmas_agree(Trainer *t, const char *path, char *err, size_t cap)
+{
+    int L = t->model.cfg.num_classes;
+    float *want = xmalloc(NCSN_MAX_LEVELS * sizeof(float));
+    int rc = 0;
+    if (opt_sigmas(t->o, L, want) && memcmp(want, t->model.sigmas, (size_t)L * sizeof(float)) != 0) {
+        snprintf(err, cap, "%s: its noise levels are %.6g .. %.6g but option %s gives %.6g .. %.6g; a resumed "
+                 "run keeps its levels (drop the option, or start a new --run-dir)", path, t->model.sigmas[0],
+                 t->model.sigmas[L - 1], t->o->sigmas ? "--sigmas" : "--sigma-begin/--sigma-end", want[0], want[L - 1]);
+        rc = -2;
+    }
+    free(want);
+    return rc;
+}
+
 /* Rank 0: tries checkpoints newest first; returns 1 when one was loaded.
  * A damaged checkpoint is refused and the next older one tried; one made
  * with another model configuration or dataset ends the run (exit 2): the
@@ -175,7 +193,12 @@ static int try_resume(Trainer *t, const NcsnConfig *cfg, int free_levels)
                     break;
                 }
         }
+        if (rc == 0) rc = resume_sigmas_agree(t, path, err, sizeof err);
         if (rc == 0) {
+            if (t->meta.has_ema && !t->opt.ema)
+                printf("warning: %s holds EMA weights; this run has --ema 0 and drops them\n", path);
+            if (!t->meta.has_ema && t->opt.ema)
+                printf("warning: %s holds no EMA weights; the EMA starts from its weights\n", path);
             if (t->meta.seed != t->o->seed)
                 printf("warning: %s was made with --seed %llu, this run uses %llu\n", path, t->meta.seed,
                        (unsigned long long)t->o->seed);
@@ -568,15 +591,9 @@ int cmd_train(const Options *o)
     ncsn_set_collective(1); /* every rank validates the same options and data */
     if (!o->data) ncsn_die_usage("ncsn train: option --data is required");
     if (!o->run_dir) ncsn_die_usage("ncsn train: option --run-dir is required");
-    if (o->steps < 0) ncsn_die_usage("option --steps: must be >= 0");
-    if (o->batch < 1) ncsn_die_usage("option --batch: must be >= 1");
     if (o->batch < t.dist.size)
         ncsn_die_usage("option --batch: the global batch (%ld) is smaller than the number of ranks (%d)",
                        o->batch, t.dist.size);
-    if (!(o->lr > 0)) ncsn_die_usage("option --lr: must be positive");
-    if (o->ema_rate < 0 || o->ema_rate >= 1) ncsn_die_usage("option --ema: the rate must be in [0, 1)");
-    if (o->keep < 1) ncsn_die_usage("option --keep: must be >= 1");
-    if (o->bucket_mb < 0) ncsn_die_usage("option --bucket-mb: must be >= 0");
     parse_milestones(&t);
     /* Rank 0 takes the run dir before anything is read or written: a second
      * run on it, or a dir that cannot be written, ends every rank with 2. */
@@ -592,16 +609,19 @@ int cmd_train(const Options *o)
     if (o->dump_grads && t.dist.rank == 0) rundir_prepare(o->dump_grads);
     ncsn_set_collective(0);
     check_agreement(&t);
-    if (t.dist.rank == 0) {
-        opt_print(o, stdout);
-        printf("  %-18s %d\n", "ranks", t.dist.size);
-        printf("  %-18s %s:%s [%ld images, %d x %d x %d]\n", "data", o->data, o->dataset, t.data.N,
-               t.data.C, t.data.H, t.data.W);
-    }
     RunPlan plan;
     memset(&plan, 0, sizeof plan);
     if (t.dist.rank == 0) plan = plan_run(&t);
     share_plan(&t, &plan);
+    if (t.dist.rank == 0) { /* the model options as they took effect (--model, checkpoint or data) */
+        Options shown = *o;
+        char dilations[64];
+        opt_set_model_config(&shown, &t.model.cfg, dilations, sizeof dilations);
+        opt_print(&shown, stdout);
+        printf("  %-18s %d\n", "ranks", t.dist.size);
+        printf("  %-18s %s:%s [%ld images, %d x %d x %d]\n", "data", o->data, o->dataset, t.data.N,
+               t.data.C, t.data.H, t.data.W);
+    }
     t.meta.batch = o->batch;
     t.meta.seed = o->seed;
     t.meta.data_shape[0] = t.data.N;
