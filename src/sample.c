@@ -13,6 +13,7 @@
 #include "ncsn/common.h"
 #include "ncsn/dist.h"
 #include "ncsn/h5util.h"
+#include "ncsn/memcheck.h"
 #include "ncsn/png.h"
 #include "ncsn/sampler.h"
 
@@ -61,6 +62,30 @@ static void write_strip(const char *png, const float *traj, const float *final, 
         ncsn_die_usage("--png: cannot write %s", path);
     printf("wrote %s\n", path);
     free(pic);
+}
+
+/* Every rank, before the sampler's buffers exist: what one rank will hold
+ * (rank 0 also gathers every sample) against what its node offers. */
+static void check_memory(const Sampler *S, const Model *m, const Dist *d)
+{
+    size_t per = shape_count(S->img);
+    long nl = (S->n + d->size - 1) / d->size, mb = S->micro_batch < nl ? S->micro_batch : nl;
+    int L = m->cfg.num_classes;
+    double f = sizeof(float), keep = S->trajectory ? 1.0 + L : 1.0; /* final state (+ one per level) */
+    Shape s = S->img;
+    s.N = (int)mb;
+    char act[96];
+    snprintf(act, sizeof act, "activations of %ld sample%s", mb, mb > 1 ? "s" : "");
+    MemPart parts[] = {
+        {"parameters", (double)m->table.total * f},
+        {act, (double)model_run_floats(&m->cfg, s, 1) * f},
+        {"the rank's samples", keep * (double)nl * per * f + 3.0 * (double)mb * per * f},
+        {"all samples on rank 0", d->rank == 0 ? keep * (double)S->n * per * f : 0},
+    };
+    char why[8192];
+    mem_verdict("sampling", parts, 4, d->node_size, "lower --n, --micro-batch or --image-size, or spread the "
+                "ranks over more nodes", why, sizeof why);
+    dist_agree_usage_any(why, sizeof why);
 }
 
 int cmd_sample(const Options *o)
@@ -123,6 +148,7 @@ int cmd_sample(const Options *o)
     S.known = known;
     S.mask = mask;
 
+    check_memory(&S, &m, &dist);
     ncsn_set_collective(0);
     size_t per = shape_count(S.img);
     if (dist.rank == 0) {

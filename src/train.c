@@ -24,6 +24,7 @@
 #include "ncsn/dist.h"
 #include "ncsn/h5util.h"
 #include "ncsn/loss.h"
+#include "ncsn/memcheck.h"
 #include "ncsn/noise_rules.h"
 #include "ncsn/optim.h"
 #include "ncsn/rng.h"
@@ -435,6 +436,44 @@ static void progress_line(Trainer *t, Progress *p, long step, double loss, doubl
     if (step % every == 0 || step == total) fflush(p->metrics);
 }
 
+/* Samples per forward/backward pass: --micro-batch, or the rank's whole share. */
+static long micro_batch(const Options *o, long share)
+{
+    return o->micro_batch > 0 && o->micro_batch < share ? o->micro_batch : share;
+}
+
+/* Every rank, before the model, its moments and the batch buffers exist:
+ * what one rank will hold against what its node offers (memcheck.h). The
+ * network is the --model file's when it can be read, else the options'. */
+static void check_memory(Trainer *t)
+{
+    const Options *o = t->o;
+    NcsnConfig cfg;
+    float *sig = xmalloc(NCSN_MAX_LEVELS * sizeof(float));
+    int has_sig;
+    char why[8192];
+    if (!o->model || ckpt_try_read_config(o->model, &cfg, sig, &has_sig, why, sizeof why) < 0)
+        opt_model_config(o, &cfg);
+    free(sig);
+    long lo, hi;
+    data_slice(o->batch, t->dist.rank, t->dist.size, &lo, &hi);
+    long mb = micro_batch(o, hi - lo);
+    Shape s = {(int)mb, t->data.C, t->data.H, t->data.W};
+    double P = (double)model_param_count(&cfg) * sizeof(float);
+    char act[96];
+    snprintf(act, sizeof act, "activations of %ld sample%s", mb, mb > 1 ? "s" : "");
+    MemPart parts[] = {
+        {"parameters and gradients", 2 * P},
+        {"Adam moments", 2 * P},
+        {"EMA weights", o->ema_rate > 0 ? P : 0},
+        {act, (double)model_run_floats(&cfg, s, 0) * sizeof(float)},
+        {"batch buffers", 5.0 * (double)shape_count(s) * sizeof(float)}, /* x, z; DsmWork's xt, out, dout */
+    };
+    mem_verdict("training", parts, 5, t->dist.node_size, "lower --batch, set --micro-batch, or spread the "
+                "ranks over more nodes", why, sizeof why);
+    dist_agree_usage_any(why, sizeof why);
+}
+
 /* Rank 0: metrics.csv on disk up to `step` before the checkpoint of `step`
  * is, so a resume from any checkpoint finds all of its rows. */
 static void checkpoint_with_metrics(Trainer *t, Progress *p, long step)
@@ -453,13 +492,13 @@ static int train_loop(Trainer *t, long start)
     long B = o->batch;
     long lo, hi;
     data_slice(B, rank, R, &lo, &hi);
-    long nb = hi - lo;
-    Shape s = {(int)nb, t->data.C, t->data.H, t->data.W};
+    long mb = micro_batch(o, hi - lo);
+    Shape s = {(int)mb, t->data.C, t->data.H, t->data.W};
     size_t per = (size_t)s.C * s.H * s.W, total = m->table.total;
-    float *x = xmalloc((size_t)nb * per * sizeof(float));
-    float *z = xmalloc((size_t)nb * per * sizeof(float));
-    int *labels = xmalloc((size_t)nb * sizeof(int));
-    uint32_t *idx = xmalloc((size_t)nb * sizeof(uint32_t));
+    float *x = xmalloc((size_t)mb * per * sizeof(float)); /* [mb, C, H, W] */
+    float *z = xmalloc((size_t)mb * per * sizeof(float)); /* [mb, C, H, W] */
+    int *labels = xmalloc((size_t)mb * sizeof(int));
+    uint32_t *idx = xmalloc((size_t)mb * sizeof(uint32_t));
     ModelRun run;
     model_run_init(&run);
     DsmWork w = {0};
@@ -477,7 +516,6 @@ static int train_loop(Trainer *t, long start)
         for (int i = 0; i < 3; i++) dist_sum_floats(m->grads, total);
         blocking_s = (ncsn_now() - t0) / 3;
     }
-    run.grad_ready = dist_reducer_ready;
     run.grad_ready_ctx = &red;
 
     Progress p = {0};
@@ -503,16 +541,26 @@ static int train_loop(Trainer *t, long start)
     p.step_start = start;
     for (long step = start; step < o->steps && status == 0; step++) {
         double t0 = ncsn_now();
-        for (long k = lo; k < hi; k++) {
-            long i = k - lo;
-            idx[i] = data_order_image(&t->order, step * B + k);
-            labels[i] = (int)rng_below((uint32_t)m->cfg.num_classes, o->seed, RNG_LABELS, (uint32_t)step, (uint32_t)k);
-            rng_fill_normal(z + i * per, per, o->seed, RNG_NOISE, (uint32_t)step, (uint32_t)k);
-        }
-        data_read(&t->data, x, idx, (int)nb);
         memset(m->grads, 0, total * sizeof(float));
-        dist_reducer_begin(&red);
-        double local = dsm_step(m, &run, &w, x, labels, z, s, 1.0f / (float)B, NULL);
+        double local = 0.0;
+        /* The rank's slice in micro-batches of at most mb samples whose
+         * gradients add up in m->grads; each sample keeps its draws from
+         * (seed, step, k), so the sum is the same as in one pass. */
+        for (long k0 = lo; k0 < hi; k0 += mb) {
+            long n = hi - k0 < mb ? hi - k0 : mb, last = k0 + n == hi;
+            for (long i = 0; i < n; i++) {
+                long k = k0 + i;
+                idx[i] = data_order_image(&t->order, step * B + k);
+                labels[i] = (int)rng_below((uint32_t)m->cfg.num_classes, o->seed, RNG_LABELS, (uint32_t)step, (uint32_t)k);
+                rng_fill_normal(z + i * per, per, o->seed, RNG_NOISE, (uint32_t)step, (uint32_t)k);
+            }
+            data_read(&t->data, x, idx, (int)n);
+            /* Gradients are final, and reduced across ranks, only in the last pass. */
+            run.grad_ready = last ? dist_reducer_ready : NULL;
+            if (last) dist_reducer_begin(&red);
+            s.N = (int)n;
+            local += dsm_step(m, &run, &w, x, labels, z, s, 1.0f / (float)B, NULL);
+        }
         dist_reducer_finish(&red);
         /* One small exchange per step: losses, and whether anyone was told to stop. */
         double mine[2] = {local, (double)g_stop_signal}, *all = xmalloc((size_t)R * 2 * sizeof(double));
@@ -606,6 +654,7 @@ int cmd_train(const Options *o)
     data_open(&t.data, o->data, o->dataset, DATA_CACHE_BYTES);
     if (t.data.N > 0xffffffffL) ncsn_die_usage("%s: dataset %s has too many images", o->data, o->dataset);
     data_order_init(&t.order, t.data.N, o->seed);
+    check_memory(&t);
     if (o->dump_grads && t.dist.rank == 0) rundir_prepare(o->dump_grads);
     ncsn_set_collective(0);
     check_agreement(&t);
