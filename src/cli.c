@@ -5,6 +5,7 @@
 #include "ncsn/cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,88 +13,91 @@
 #include "ncsn/common.h"
 
 #define F(field) offsetof(Options, field)
+_Static_assert(NCSN_MAX_LEVELS == 4096, "the range of --num-classes below is 1..NCSN_MAX_LEVELS");
 
 #define MODEL_OPTS                                                                                 \
-    {"in-channels", OPT_INT, "3", "image channels C", F(in_channels)},                            \
-        {"nf", OPT_INT, "128", "feature width", F(nf)},                                            \
-        {"num-classes", OPT_INT, "10", "number of noise levels L", F(num_classes)},                \
-        {"dilations", OPT_STR, "1,2,4,8", "four stage dilations", F(dilations)},                   \
-        {"no-scale-by-sigma", OPT_FLAG, NULL, "do not divide the output by sigma", F(no_scale_by_sigma)}, \
-        {"plane-head", OPT_FLAG, NULL, "predict the clean image's mean and scale (docs/quality.md)", F(plane_head)}, \
-        {"head-floor", OPT_DOUBLE, "0.05", "with --plane-head: weight floor, 1/(sigma^2+floor^2)", F(head_floor)}, \
-        {"norm", OPT_STR, "cin", "every conditional norm: cin or cin++ (docs/training.md)", F(norm)},   \
-        {"sigma-begin", OPT_DOUBLE, NULL, "largest noise level (with --sigma-end)", F(sigma_begin)}, \
-        {"sigma-end", OPT_DOUBLE, NULL, "smallest noise level (with --sigma-begin)", F(sigma_end)}, \
-        {"sigmas", OPT_STR, NULL, "explicit descending noise levels a,b,...", F(sigmas)}
+    {"in-channels", OPT_INT, "3", "image channels C", F(in_channels), "[1,64]"}, \
+        {"nf", OPT_INT, "128", "feature width", F(nf), "[1,4096]"}, \
+        {"num-classes", OPT_INT, "10", "number of noise levels L", F(num_classes), "[1,4096]"}, \
+        {"dilations", OPT_STR, "1,2,4,8", "four stage dilations", F(dilations), NULL}, \
+        {"no-scale-by-sigma", OPT_FLAG, NULL, "do not divide the output by sigma", F(no_scale_by_sigma), NULL}, \
+        {"plane-head", OPT_FLAG, NULL, "predict the clean image's mean and scale (docs/quality.md)", F(plane_head), NULL}, \
+        {"head-floor", OPT_DOUBLE, "0.05", "with --plane-head: weight floor, 1/(sigma^2+floor^2)", F(head_floor), "[0,1000]"}, \
+        {"norm", OPT_STR, "cin", "every conditional norm: cin or cin++ (docs/training.md)", F(norm), NULL}, \
+        {"sigma-begin", OPT_DOUBLE, NULL, "largest noise level (with --sigma-end)", F(sigma_begin), "(0,inf)"}, \
+        {"sigma-end", OPT_DOUBLE, NULL, "smallest noise level (with --sigma-begin)", F(sigma_end), "(0,inf)"}, \
+        {"sigmas", OPT_STR, NULL, "explicit descending noise levels a,b,...", F(sigmas), NULL}
 
 static const OptSpec INIT_OPTS[] = {
-    {"out", OPT_STR, NULL, "model file to write (required)", F(out)},
+    {"out", OPT_STR, NULL, "model file to write (required)", F(out), NULL},
     MODEL_OPTS,
-    {"seed", OPT_U64, "0", "seed of the weight initialisation", F(seed)},
-    {NULL, 0, NULL, NULL, 0}};
+    {"seed", OPT_U64, "0", "seed of the weight initialisation", F(seed), NULL},
+    {NULL, 0, NULL, NULL, 0, NULL}};
 
-static const OptSpec INFO_OPTS[] = {{NULL, 0, NULL, NULL, 0}};
+static const OptSpec INFO_OPTS[] = {{NULL, 0, NULL, NULL, 0, NULL}};
 
 static const OptSpec SCORE_OPTS[] = {
-    {"model", OPT_STR, NULL, "model or checkpoint file (required)", F(model)},
-    {"input", OPT_STR, NULL, "input file with /x and /labels (required)", F(input)},
-    {"out", OPT_STR, NULL, "output file (required)", F(out)},
-    {NULL, 0, NULL, NULL, 0}};
+    {"model", OPT_STR, NULL, "model or checkpoint file (required)", F(model), NULL},
+    {"input", OPT_STR, NULL, "input file with /x and /labels (required)", F(input), NULL},
+    {"out", OPT_STR, NULL, "output file (required)", F(out), NULL},
+    {NULL, 0, NULL, NULL, 0, NULL}};
 
 static const OptSpec TRAIN_OPTS[] = {
-    {"data", OPT_STR, NULL, "dataset file (required)", F(data)},
-    {"run-dir", OPT_STR, NULL, "run directory for checkpoints and metrics (required)", F(run_dir)},
-    {"dataset", OPT_STR, "images", "name of the image dataset in the data file", F(dataset)},
-    {"model", OPT_STR, NULL, "start from this model file instead of the model options", F(model)},
+    {"data", OPT_STR, NULL, "dataset file (required)", F(data), NULL},
+    {"run-dir", OPT_STR, NULL, "run directory for checkpoints and metrics (required)", F(run_dir), NULL},
+    {"dataset", OPT_STR, "images", "name of the image dataset in the data file", F(dataset), NULL},
+    {"model", OPT_STR, NULL, "start from this model file instead of the model options", F(model), NULL},
     MODEL_OPTS,
-    {"steps", OPT_INT, "1000", "total optimizer steps of the run", F(steps)},
-    {"batch", OPT_INT, "128", "global batch size (split across ranks)", F(batch)},
-    {"lr", OPT_DOUBLE, "1e-3", "Adam learning rate", F(lr)},
-    {"weight-decay", OPT_DOUBLE, "0", "Adam L2 weight decay", F(weight_decay)},
-    {"grad-clip", OPT_DOUBLE, "0", "clip the global gradient norm to this (0: off)", F(grad_clip)},
-    {"warmup", OPT_INT, "0", "linear learning-rate warm-up steps", F(warmup)},
-    {"ema", OPT_DOUBLE, "0", "EMA rate of the weights, e.g. 0.999 (0: off)", F(ema_rate)},
-    {"no-ema-warmup", OPT_FLAG, NULL, "use the fixed --ema rate from step 1 (default: min(rate, (1+t)/(10+t)))", F(no_ema_warmup)},
-    {"seed", OPT_U64, "0", "seed of every random draw", F(seed)},
-    {"ckpt-every", OPT_INT, "1000", "checkpoint every K steps (0: only at the end)", F(ckpt_every)},
-    {"keep", OPT_INT, "3", "keep the K newest checkpoints", F(keep)},
-    {"milestones", OPT_STR, "", "steps whose checkpoints are never deleted, a,b,...", F(milestones)},
-    {"resume", OPT_STR, "auto", "auto (newest complete checkpoint), none, or a checkpoint file", F(resume)},
-    {"log-every", OPT_INT, "0", "print a progress line every K steps (0: about 20 per run)", F(log_every)},
-    {"sigma-pick", OPT_DOUBLE, "1000", "images sampled when choosing noise levels from the data", F(sigma_pick)},
-    {"bucket-mb", OPT_INT, "4", "gradient allreduce bucket size in MiB", F(bucket_mb)},
-    {"dump-grads", OPT_STR, NULL, "debugging: write each step's summed gradient to DIR/grad-<step>.h5", F(dump_grads)},
-    {"sample-every", OPT_INT, "0", "every K steps write RUN_DIR/samples/step-<K>.png and .h5 (0: off)", F(sample_every)},
-    {"sample-n", OPT_INT, "64", "samples per picture", F(sample_n)},
-    {"sample-sampler", OPT_STR, "als", "sampler of the pictures: als or cas (as ncsn sample --sampler)", F(sample_sampler)},
-    {"sample-steps-each", OPT_INT, "30", "Langevin steps per noise level of the pictures (als; cas takes 1)", F(sample_steps_each)},
-    {"sample-step-lr", OPT_STR, "2e-5", "step size eps of the pictures, or auto (as ncsn sample --step-lr)", F(sample_step_lr)},
-    {"sample-no-clip", OPT_FLAG, NULL, "pictures: do not clamp to [-1, 1] after each step", F(sample_no_clip)},
-    {"eval-data", OPT_STR, NULL, "labelled held-out images: score each picture's samples (ncsn_eval.py --fd) into RUN_DIR/eval.csv", F(eval_data)},
-    {NULL, 0, NULL, NULL, 0}};
+    {"steps", OPT_INT, "1000", "total optimizer steps of the run", F(steps), "[0,inf)"},
+    {"batch", OPT_INT, "128", "global batch size (split across ranks)", F(batch), "[1,1e9]"},
+    {"micro-batch", OPT_INT, "0", "samples per forward/backward pass on each rank, gradients summed (0: the rank's whole share)", F(micro_batch), "[0,inf)"},
+    {"lr", OPT_DOUBLE, "1e-3", "Adam learning rate", F(lr), "(0,inf)"},
+    {"weight-decay", OPT_DOUBLE, "0", "Adam L2 weight decay", F(weight_decay), "[0,inf)"},
+    {"grad-clip", OPT_DOUBLE, "0", "clip the global gradient norm to this (0: off)", F(grad_clip), "[0,inf)"},
+    {"warmup", OPT_INT, "0", "linear learning-rate warm-up steps", F(warmup), "[0,inf)"},
+    {"lr-schedule", OPT_STR, "constant", "after warm-up: constant, or cosine (decays to 0 at --steps)", F(lr_schedule), NULL},
+    {"ema", OPT_DOUBLE, "0", "EMA rate of the weights, e.g. 0.999 (0: off)", F(ema_rate), "[0,1)"},
+    {"no-ema-warmup", OPT_FLAG, NULL, "use the fixed --ema rate from step 1 (default: min(rate, (1+t)/(10+t)))", F(no_ema_warmup), NULL},
+    {"seed", OPT_U64, "0", "seed of every random draw", F(seed), NULL},
+    {"ckpt-every", OPT_INT, "1000", "checkpoint every K steps (0: only at the end)", F(ckpt_every), "[0,inf)"},
+    {"keep", OPT_INT, "3", "keep the K newest checkpoints", F(keep), "[1,inf)"},
+    {"milestones", OPT_STR, "", "steps whose checkpoints are never deleted, a,b,...", F(milestones), NULL},
+    {"resume", OPT_STR, "auto", "auto (newest complete checkpoint), none, or a checkpoint file", F(resume), NULL},
+    {"log-every", OPT_INT, "0", "print a progress line every K steps (0: about 20 per run)", F(log_every), "[0,inf)"},
+    {"sigma-pick", OPT_DOUBLE, "1000", "images sampled when choosing noise levels from the data", F(sigma_pick), "[2,1e9]"},
+    {"bucket-mb", OPT_INT, "4", "gradient allreduce bucket size in MiB", F(bucket_mb), "[0,4096]"},
+    {"dump-grads", OPT_STR, NULL, "debugging: write each step's summed gradient to DIR/grad-<step>.h5", F(dump_grads), NULL},
+    {"sample-every", OPT_INT, "0", "every K steps write RUN_DIR/samples/step-<K>.png and .h5 (0: off)", F(sample_every), "[0,inf)"},
+    {"sample-n", OPT_INT, "64", "samples per picture", F(sample_n), "[1,inf)"},
+    {"sample-sampler", OPT_STR, "als", "sampler of the pictures: als or cas (as ncsn sample --sampler)", F(sample_sampler), NULL},
+    {"sample-steps-each", OPT_INT, "30", "Langevin steps per noise level of the pictures (als; cas takes 1)", F(sample_steps_each), "[1,inf)"},
+    {"sample-step-lr", OPT_STR, "2e-5", "step size eps of the pictures, or auto (as ncsn sample --step-lr)", F(sample_step_lr), NULL},
+    {"sample-no-clip", OPT_FLAG, NULL, "pictures: do not clamp to [-1, 1] after each step", F(sample_no_clip), NULL},
+    {"eval-data", OPT_STR, NULL, "labelled held-out images: score each picture's samples (ncsn_eval.py --fd) into RUN_DIR/eval.csv", F(eval_data), NULL},
+    {NULL, 0, NULL, NULL, 0, NULL}};
 
 static const OptSpec SAMPLE_OPTS[] = {
-    {"model", OPT_STR, NULL, "model or checkpoint file (required)", F(model)},
-    {"out", OPT_STR, NULL, "samples file to write (required)", F(out)},
-    {"png", OPT_STR, NULL, "also write a grid picture here", F(png)},
-    {"n", OPT_INT, "64", "number of samples", F(n)},
-    {"image-size", OPT_INT, "32", "height and width of the samples", F(image_size)},
-    {"height", OPT_INT, NULL, "height (overrides --image-size)", F(height)},
-    {"width", OPT_INT, NULL, "width (overrides --image-size)", F(width)},
-    {"sampler", OPT_STR, "als", "als (annealed Langevin) or cas (consistent annealed sampling)", F(sampler)},
-    {"steps-each", OPT_INT, "100", "Langevin steps per noise level (als; cas takes 1)", F(steps_each)},
-    {"step-lr", OPT_STR, "2e-5", "step size eps at the smallest level, or auto (als: NCSNv2 technique 4)", F(step_lr)},
-    {"no-clip", OPT_FLAG, NULL, "do not clamp to [-1, 1] after each step", F(no_clip)},
-    {"denoise", OPT_FLAG, NULL, "final denoising step with the smallest level", F(denoise)},
-    {"init-dist", OPT_STR, "uniform", "initial distribution: uniform or normal", F(init_dist)},
-    {"init", OPT_STR, NULL, "start from /x of this file [N,C,H,W]", F(init_file)},
-    {"inpaint", OPT_STR, NULL, "known image /x [N,C,H,W] for inpainting (with --mask)", F(inpaint)},
-    {"mask", OPT_STR, NULL, "mask /mask [N or 1,C,H,W], 1 = known pixel", F(mask)},
-    {"trajectory", OPT_FLAG, NULL, "also store the state after each noise level", F(trajectory)},
-    {"micro-batch", OPT_INT, "16", "samples per forward pass on each rank", F(micro_batch)},
-    {"seed", OPT_U64, "0", "seed of the initial state and the noise", F(seed)},
-    {"ema", OPT_FLAG, NULL, "use the EMA weights of a training checkpoint", F(use_ema)},
-    {NULL, 0, NULL, NULL, 0}};
+    {"model", OPT_STR, NULL, "model or checkpoint file (required)", F(model), NULL},
+    {"out", OPT_STR, NULL, "samples file to write (required)", F(out), NULL},
+    {"png", OPT_STR, NULL, "also write a grid picture here", F(png), NULL},
+    {"n", OPT_INT, "64", "number of samples", F(n), "[1,inf)"},
+    {"image-size", OPT_INT, "32", "height and width of the samples", F(image_size), "[1,4096]"},
+    {"height", OPT_INT, NULL, "height (overrides --image-size)", F(height), "[1,4096]"},
+    {"width", OPT_INT, NULL, "width (overrides --image-size)", F(width), "[1,4096]"},
+    {"sampler", OPT_STR, "als", "als (annealed Langevin) or cas (consistent annealed sampling)", F(sampler), NULL},
+    {"steps-each", OPT_INT, "100", "Langevin steps per noise level (als; cas takes 1)", F(steps_each), "[1,inf)"},
+    {"step-lr", OPT_STR, "2e-5", "step size eps at the smallest level, or auto (als: NCSNv2 technique 4)", F(step_lr), NULL},
+    {"no-clip", OPT_FLAG, NULL, "do not clamp to [-1, 1] after each step", F(no_clip), NULL},
+    {"denoise", OPT_FLAG, NULL, "final denoising step with the smallest level", F(denoise), NULL},
+    {"init-dist", OPT_STR, "uniform", "initial distribution: uniform or normal", F(init_dist), NULL},
+    {"init", OPT_STR, NULL, "start from /x of this file [N,C,H,W]", F(init_file), NULL},
+    {"inpaint", OPT_STR, NULL, "known image /x [N,C,H,W] for inpainting (with --mask)", F(inpaint), NULL},
+    {"mask", OPT_STR, NULL, "mask /mask [N or 1,C,H,W], 1 = known pixel", F(mask), NULL},
+    {"trajectory", OPT_FLAG, NULL, "also store the state after each noise level", F(trajectory), NULL},
+    {"micro-batch", OPT_INT, "16", "samples per forward pass on each rank", F(micro_batch), "[1,inf)"},
+    {"seed", OPT_U64, "0", "seed of the initial state and the noise", F(seed), NULL},
+    {"ema", OPT_FLAG, NULL, "use the EMA weights of a training checkpoint", F(use_ema), NULL},
+    {NULL, 0, NULL, NULL, 0, NULL}};
 
 typedef struct {
     const char *name;
@@ -113,6 +117,8 @@ static const Command COMMANDS[] = {
 
 static const Command *g_cmd;
 
+static void range_text(const OptSpec *s, char *buf, size_t cap);
+
 static void print_help(const Command *c, FILE *f)
 {
     fprintf(f, "usage: ncsn %s%s [options]\n  %s\n", c->name,
@@ -123,6 +129,11 @@ static void print_help(const Command *c, FILE *f)
         snprintf(left, sizeof left, "--%s%s", o->name, arg);
         fprintf(f, "  %-24s %s", left, o->help);
         if (o->def && o->def[0]) fprintf(f, " [%s]", o->def);
+        if (o->type == OPT_INT || o->type == OPT_DOUBLE) {
+            char want[96];
+            range_text(o, want, sizeof want);
+            fprintf(f, " (%s)", want);
+        }
         fputc('\n', f);
     }
 }
@@ -131,6 +142,45 @@ static void print_commands(FILE *f)
 {
     fprintf(f, "usage: ncsn COMMAND [options]   (ncsn COMMAND --help for its options)\n");
     for (const Command *c = COMMANDS; c->name; c++) fprintf(f, "  %-8s %s\n", c->name, c->usage);
+}
+
+/* A numeric option's range, "[lo,hi]" with ( or ) for an open end and inf
+ * for none. Every value must also be finite. */
+typedef struct {
+    double lo, hi;
+    int lo_open, hi_open;
+} Range;
+
+static Range range_of(const OptSpec *s)
+{
+    Range r;
+    char open, close;
+    int n = 0;
+    CHECK(s->range && sscanf(s->range, "%c%lf,%lf%c%n", &open, &r.lo, &r.hi, &close, &n) == 4 &&
+              !s->range[n] && (open == '[' || open == '(') && (close == ']' || close == ')'),
+          "option table: --%s needs a range like [0,inf), has '%s'", s->name, s->range ? s->range : "(none)");
+    r.lo_open = open == '(';
+    r.hi_open = close == ')';
+    return r;
+}
+
+/* ">= 1", "in 1..4096", "finite and > 0", "finite and in [0, 1)" */
+static void range_text(const OptSpec *s, char *buf, size_t cap)
+{
+    Range r = range_of(s);
+    const char *fin = s->type == OPT_DOUBLE ? "finite and " : "";
+    if (isinf(r.hi)) snprintf(buf, cap, "%s%s %.9g", fin, r.lo_open ? ">" : ">=", r.lo);
+    else if (s->type == OPT_INT) snprintf(buf, cap, "in %.0f..%.0f", r.lo, r.hi);
+    else snprintf(buf, cap, "%sin %c%.9g, %.9g%c", fin, r.lo_open ? '(' : '[', r.lo, r.hi, r.hi_open ? ')' : ']');
+}
+
+static void check_range(const OptSpec *s, double v, const char *text)
+{
+    Range r = range_of(s);
+    if (isfinite(v) && (r.lo_open ? v > r.lo : v >= r.lo) && (r.hi_open ? v < r.hi : v <= r.hi)) return;
+    char want[96];
+    range_text(s, want, sizeof want);
+    ncsn_die_usage("option --%s: must be %s, got '%s'", s->name, want, text);
 }
 
 static void set_value(Options *o, const OptSpec *s, const char *text)
@@ -143,6 +193,7 @@ static void set_value(Options *o, const OptSpec *s, const char *text)
         long v = strtol(text, &end, 10);
         if (errno || end == text || *end)
             ncsn_die_usage("option --%s: expected an integer, got '%s'", s->name, text);
+        check_range(s, (double)v, text);
         *(long *)field = v;
         break;
     }
@@ -150,6 +201,7 @@ static void set_value(Options *o, const OptSpec *s, const char *text)
         double v = strtod(text, &end);
         if (errno || end == text || *end)
             ncsn_die_usage("option --%s: expected a number, got '%s'", s->name, text);
+        check_range(s, v, text);
         *(double *)field = v;
         break;
     }
@@ -178,8 +230,10 @@ int opt_given(const Options *o, const char *name)
 
 static void parse(Options *o, const Command *c, int argc, char **argv)
 {
-    for (const OptSpec *s = c->opts; s->name; s++)
+    for (const OptSpec *s = c->opts; s->name; s++) {
+        if (s->type == OPT_INT || s->type == OPT_DOUBLE) range_of(s); /* every number has a range */
         if (s->def) set_value(o, s, s->def);
+    }
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -224,6 +278,7 @@ static int parse_list(const char *text, const char *what, double *out, int cap)
         errno = 0;
         double v = strtod(p, &end);
         if (end == p || errno) ncsn_die_usage("option --%s: cannot parse '%s' as a list of numbers", what, text);
+        if (!isfinite(v)) ncsn_die_usage("option --%s: values must be finite, got '%s'", what, text);
         if (n == cap) ncsn_die_usage("option --%s: more than %d values", what, cap);
         out[n++] = v;
         p = end;
@@ -236,10 +291,6 @@ static int parse_list(const char *text, const char *what, double *out, int cap)
 void opt_model_config(const Options *o, NcsnConfig *cfg)
 {
     config_default(cfg);
-    if (o->in_channels < 1 || o->in_channels > 64 || o->nf < 1 || o->nf > 4096 ||
-        o->num_classes < 1 || o->num_classes > NCSN_MAX_LEVELS)
-        ncsn_die_usage("model options: --in-channels must be in 1..64, --nf in 1..4096, "
-                       "--num-classes in 1..%d", NCSN_MAX_LEVELS);
     cfg->in_channels = (int)o->in_channels;
     cfg->nf = (int)o->nf;
     cfg->num_classes = (int)o->num_classes;
@@ -260,6 +311,20 @@ void opt_model_config(const Options *o, NcsnConfig *cfg)
     }
     const char *bad = config_validate(cfg);
     if (bad) ncsn_die_usage("model options: %s", bad);
+}
+
+void opt_set_model_config(Options *o, const NcsnConfig *cfg, char *dilations, size_t cap)
+{
+    o->in_channels = cfg->in_channels;
+    o->nf = cfg->nf;
+    o->num_classes = cfg->num_classes;
+    snprintf(dilations, cap, "%d,%d,%d,%d", cfg->dilations[0], cfg->dilations[1], cfg->dilations[2],
+             cfg->dilations[3]);
+    o->dilations = dilations;
+    o->no_scale_by_sigma = !cfg->scale_by_sigma;
+    o->plane_head = cfg->plane_head;
+    o->head_floor = cfg->head_floor;
+    o->norm = norm_kind_name(cfg->norm);
 }
 
 void opt_check_model_file(const Options *o, const NcsnConfig *f, const char *path)

@@ -28,11 +28,7 @@ static void choose_threads(const Dist *d)
         ops_set_threads(0);
         return;
     }
-    MPI_Comm node;
-    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
-    int local = 1;
-    MPI_Comm_size(node, &local);
-    MPI_Comm_free(&node);
+    int local = d->node_size;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = cores / local > 1 ? (int)(cores / local) : 1;
     ops_set_threads(threads);
@@ -51,6 +47,10 @@ void dist_init(Dist *d, int *argc, char ***argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
     ncsn_set_rank(d->rank);
+    MPI_Comm node;
+    MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &d->node_size);
+    MPI_Comm_free(&node);
     choose_threads(d);
     report_blas_kernels(d);
 }
@@ -176,6 +176,18 @@ void dist_gather_floats(const float *mine, float *all, const long *counts)
     MPI_CHECK(MPI_Gatherv(mine, cnt[rank], MPI_FLOAT, all, cnt, disp, MPI_FLOAT, 0, MPI_COMM_WORLD));
     free(cnt);
     free(disp);
+}
+
+void dist_agree_usage_any(char *msg, size_t cap)
+{
+    int rank, first;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    int mine = msg[0] ? rank : INT_MAX;
+    MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    if (first == INT_MAX) return;
+    dist_bcast(msg, cap, first);
+    msg[cap - 1] = '\0';
+    ncsn_die_usage("%s", msg);
 }
 
 void dist_agree_usage(char *msg, size_t cap)

@@ -295,6 +295,32 @@ static Ctx make_ctx(Model *m, ModelRun *r, Shape in, const int *labels)
     return c;
 }
 
+/* Scratch for the largest conv: every dilation of the model, nf -> nf,
+ * plus the begin and end convs. */
+static size_t conv_scratch_floats(const NcsnConfig *cfg, Shape s, ConvAlgo algo)
+{
+    Shape feat = s;
+    feat.C = cfg->nf;
+    size_t need = conv_work_floats(s, cfg->nf, 1, algo);
+    for (int i = -1; i < 4; i++) {
+        size_t k = conv_work_floats(feat, cfg->nf, i < 0 ? 1 : cfg->dilations[i], algo);
+        need = k > need ? k : need;
+    }
+    size_t k_end = conv_work_floats(feat, cfg->in_channels, 1, algo);
+    return k_end > need ? k_end : need;
+}
+
+size_t model_run_floats(const NcsnConfig *cfg, Shape s, int inference)
+{
+    /* Arena peaks measured per N*H*W*nf float (nf 4..32, 8x8..32x32): the
+     * forward pass keeps 183-188 for the backward pass, which needs 16-16.3
+     * more for temporaries; a forward-only pass 17. The margin covers the
+     * per-channel statistics and the plane head's extra map. */
+    double per = (double)s.N * s.H * s.W * cfg->nf;
+    double arena = inference ? 18.0 * per : 210.0 * per;
+    return (size_t)arena + conv_scratch_floats(cfg, s, conv_algo_from_env());
+}
+
 void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int *labels, Shape s)
 {
     CHECK(s.C == m->cfg.in_channels, "input has %d channels, the model expects %d", s.C,
@@ -303,17 +329,7 @@ void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int 
           "the model has no noise levels (sigmas not set)");
     arena_reset(&r->act);
     arena_reset(&r->tmp);
-    /* scratch for the largest conv: every dilation of the model, nf -> nf,
-     * plus the begin and end convs */
-    Shape feat = s;
-    feat.C = m->cfg.nf;
-    size_t need = conv_work_floats(s, m->cfg.nf, 1, r->conv_algo);
-    for (int i = -1; i < 4; i++) {
-        size_t k = conv_work_floats(feat, m->cfg.nf, i < 0 ? 1 : m->cfg.dilations[i], r->conv_algo);
-        need = k > need ? k : need;
-    }
-    size_t k_end = conv_work_floats(feat, m->cfg.in_channels, 1, r->conv_algo);
-    need = k_end > need ? k_end : need;
+    size_t need = conv_scratch_floats(&m->cfg, s, r->conv_algo);
     if (r->work_floats < need) {
         free(r->work);
         r->work = xmalloc(need * sizeof(float));

@@ -7,7 +7,10 @@
 double adam_lr(const AdamConfig *c, long t)
 {
     if (c->warmup > 0 && t < c->warmup) return c->lr * (double)t / (double)c->warmup;
-    return c->lr;
+    if (!c->cosine || c->total <= c->warmup) return c->lr;
+    double done = (double)(t - c->warmup) / (double)(c->total - c->warmup);
+    if (done > 1.0) done = 1.0;
+    return c->lr * 0.5 * (1.0 + cos(acos(-1.0) * done));
 }
 
 void adam_step(const AdamConfig *c, long t, float *p, const float *g, float *m, float *v, size_t n)

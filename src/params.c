@@ -187,6 +187,16 @@ void model_init(Model *m, const NcsnConfig *cfg)
     m->grads = xcalloc(m->table.total, sizeof(float));
 }
 
+size_t model_param_count(const NcsnConfig *cfg)
+{
+    Model m;
+    memset(&m, 0, sizeof m);
+    m.cfg = *cfg;
+    model_layout(&m);
+    free(m.table.specs);
+    return m.table.total;
+}
+
 void model_drop_grads(Model *m)
 {
     free(m->grads);

@@ -14,6 +14,7 @@
 #include "ncsn/common.h"
 #include "ncsn/dist.h"
 #include "ncsn/h5util.h"
+#include "ncsn/memcheck.h"
 #include "ncsn/png.h"
 #include "ncsn/sampler.h"
 
@@ -64,6 +65,30 @@ static void write_strip(const char *png, const float *traj, const float *final, 
     free(pic);
 }
 
+/* Every rank, before the sampler's buffers exist: what one rank will hold
+ * (rank 0 also gathers every sample) against what its node offers. */
+static void check_memory(const Sampler *S, const Model *m, const Dist *d)
+{
+    size_t per = shape_count(S->img);
+    long nl = (S->n + d->size - 1) / d->size, mb = S->micro_batch < nl ? S->micro_batch : nl;
+    int L = m->cfg.num_classes;
+    double f = sizeof(float), keep = S->trajectory ? 1.0 + L : 1.0; /* final state (+ one per level) */
+    Shape s = S->img;
+    s.N = (int)mb;
+    char act[96];
+    snprintf(act, sizeof act, "activations of %ld sample%s", mb, mb > 1 ? "s" : "");
+    MemPart parts[] = {
+        {"parameters", (double)m->table.total * f},
+        {act, (double)model_run_floats(&m->cfg, s, 1) * f},
+        {"the rank's samples", keep * (double)nl * per * f + 3.0 * (double)mb * per * f},
+        {"all samples on rank 0", d->rank == 0 ? keep * (double)S->n * per * f : 0},
+    };
+    char why[8192];
+    mem_verdict("sampling", parts, 4, d->node_size, "lower --n, --micro-batch or --image-size, or spread the "
+                "ranks over more nodes", why, sizeof why);
+    dist_agree_usage_any(why, sizeof why);
+}
+
 int cmd_sample(const Options *o)
 {
     Dist dist;
@@ -96,9 +121,6 @@ int cmd_sample(const Options *o)
     int L = m.cfg.num_classes;
     long H = opt_given(o, "height") ? o->height : o->image_size;
     long W = opt_given(o, "width") ? o->width : o->image_size;
-    if (H < 1 || W < 1 || H > 4096 || W > 4096) ncsn_die_usage("--height/--width/--image-size must be in 1..4096");
-    if (o->n < 1) ncsn_die_usage("option --n: must be >= 1");
-    if (o->micro_batch < 1) ncsn_die_usage("option --micro-batch: must be >= 1");
     if (strcmp(o->init_dist, "uniform") != 0 && strcmp(o->init_dist, "normal") != 0)
         ncsn_die_usage("option --init-dist: expected uniform or normal, got '%s'", o->init_dist);
     if (!o->inpaint != !o->mask) ncsn_die_usage("--inpaint and --mask must be given together");
@@ -127,6 +149,7 @@ int cmd_sample(const Options *o)
     S.known = known;
     S.mask = mask;
 
+    check_memory(&S, &m, &dist);
     ncsn_set_collective(0);
     size_t per = shape_count(S.img);
     if (dist.rank == 0) {

@@ -181,7 +181,7 @@ void sampler_setup(Sampler *S, const SamplerOptions *so, const float *sigmas, in
     S->step_lr = strtod(so->step_lr, &end);
     if (end == so->step_lr || *end)
         ncsn_die_usage("option --%sstep-lr: expected a number or auto, got '%s'", p, so->step_lr);
-    if (!(S->step_lr > 0) || !isfinite(S->step_lr)) ncsn_die_usage("option --%sstep-lr: must be positive", p);
+    if (!(S->step_lr > 0) || !isfinite(S->step_lr)) ncsn_die_usage("option --%sstep-lr: must be positive and finite, got '%s'", p, so->step_lr);
     if (S->kind == SAMPLER_ALS) {
         snprintf(desc, cap, "als: %ld steps per level, step_lr %.6g", S->steps_each, S->step_lr);
         return;

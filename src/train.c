@@ -24,6 +24,7 @@
 #include "ncsn/dist.h"
 #include "ncsn/h5util.h"
 #include "ncsn/loss.h"
+#include "ncsn/memcheck.h"
 #include "ncsn/noise_rules.h"
 #include "ncsn/optim.h"
 #include "ncsn/rng.h"
@@ -128,6 +129,24 @@ static void parse_milestones(Trainer *t)
     }
 }
 
+/* A resumed run keeps the checkpoint's noise levels: noise-level options
+ * that give others refuse the checkpoint (-2, with err) rather than being
+ * printed as if they took effect. */
+static int resume_sigmas_agree(Trainer *t, const char *path, char *err, size_t cap)
+{
+    int L = t->model.cfg.num_classes;
+    float *want = xmalloc(NCSN_MAX_LEVELS * sizeof(float));
+    int rc = 0;
+    if (opt_sigmas(t->o, L, want) && memcmp(want, t->model.sigmas, (size_t)L * sizeof(float)) != 0) {
+        snprintf(err, cap, "%s: its noise levels are %.6g .. %.6g but option %s gives %.6g .. %.6g; a resumed "
+                 "run keeps its levels (drop the option, or start a new --run-dir)", path, t->model.sigmas[0],
+                 t->model.sigmas[L - 1], t->o->sigmas ? "--sigmas" : "--sigma-begin/--sigma-end", want[0], want[L - 1]);
+        rc = -2;
+    }
+    free(want);
+    return rc;
+}
+
 /* Rank 0: tries checkpoints newest first; returns 1 when one was loaded.
  * A damaged checkpoint is refused and the next older one tried; one made
  * with another model configuration or dataset ends the run (exit 2): the
@@ -174,7 +193,12 @@ static int try_resume(Trainer *t, const NcsnConfig *cfg, int free_levels)
                     break;
                 }
         }
+        if (rc == 0) rc = resume_sigmas_agree(t, path, err, sizeof err);
         if (rc == 0) {
+            if (t->meta.has_ema && !t->opt.ema)
+                printf("warning: %s holds EMA weights; this run has --ema 0 and drops them\n", path);
+            if (!t->meta.has_ema && t->opt.ema)
+                printf("warning: %s holds no EMA weights; the EMA starts from its weights\n", path);
             if (t->meta.seed != t->o->seed)
                 printf("warning: %s was made with --seed %llu, this run uses %llu\n", path, t->meta.seed,
                        (unsigned long long)t->o->seed);
@@ -411,6 +435,44 @@ static void progress_line(Trainer *t, Progress *p, long step, double loss, doubl
     if (step % every == 0 || step == total) fflush(p->metrics);
 }
 
+/* Samples per forward/backward pass: --micro-batch, or the rank's whole share. */
+static long micro_batch(const Options *o, long share)
+{
+    return o->micro_batch > 0 && o->micro_batch < share ? o->micro_batch : share;
+}
+
+/* Every rank, before the model, its moments and the batch buffers exist:
+ * what one rank will hold against what its node offers (memcheck.h). The
+ * network is the --model file's when it can be read, else the options'. */
+static void check_memory(Trainer *t)
+{
+    const Options *o = t->o;
+    NcsnConfig cfg;
+    float *sig = xmalloc(NCSN_MAX_LEVELS * sizeof(float));
+    int has_sig;
+    char why[8192];
+    if (!o->model || ckpt_try_read_config(o->model, &cfg, sig, &has_sig, why, sizeof why) < 0)
+        opt_model_config(o, &cfg);
+    free(sig);
+    long lo, hi;
+    data_slice(o->batch, t->dist.rank, t->dist.size, &lo, &hi);
+    long mb = micro_batch(o, hi - lo);
+    Shape s = {(int)mb, t->data.C, t->data.H, t->data.W};
+    double P = (double)model_param_count(&cfg) * sizeof(float);
+    char act[96];
+    snprintf(act, sizeof act, "activations of %ld sample%s", mb, mb > 1 ? "s" : "");
+    MemPart parts[] = {
+        {"parameters and gradients", 2 * P},
+        {"Adam moments", 2 * P},
+        {"EMA weights", o->ema_rate > 0 ? P : 0},
+        {act, (double)model_run_floats(&cfg, s, 0) * sizeof(float)},
+        {"batch buffers", 5.0 * (double)shape_count(s) * sizeof(float)}, /* x, z; DsmWork's xt, out, dout */
+    };
+    mem_verdict("training", parts, 5, t->dist.node_size, "lower --batch, set --micro-batch, or spread the "
+                "ranks over more nodes", why, sizeof why);
+    dist_agree_usage_any(why, sizeof why);
+}
+
 /* Rank 0: metrics.csv on disk up to `step` before the checkpoint of `step`
  * is, so a resume from any checkpoint finds all of its rows. */
 static void checkpoint_with_metrics(Trainer *t, Progress *p, long step)
@@ -429,13 +491,13 @@ static int train_loop(Trainer *t, long start)
     long B = o->batch;
     long lo, hi;
     data_slice(B, rank, R, &lo, &hi);
-    long nb = hi - lo;
-    Shape s = {(int)nb, t->data.C, t->data.H, t->data.W};
+    long mb = micro_batch(o, hi - lo);
+    Shape s = {(int)mb, t->data.C, t->data.H, t->data.W};
     size_t per = (size_t)s.C * s.H * s.W, total = m->table.total;
-    float *x = xmalloc((size_t)nb * per * sizeof(float));
-    float *z = xmalloc((size_t)nb * per * sizeof(float));
-    int *labels = xmalloc((size_t)nb * sizeof(int));
-    uint32_t *idx = xmalloc((size_t)nb * sizeof(uint32_t));
+    float *x = xmalloc((size_t)mb * per * sizeof(float)); /* [mb, C, H, W] */
+    float *z = xmalloc((size_t)mb * per * sizeof(float)); /* [mb, C, H, W] */
+    int *labels = xmalloc((size_t)mb * sizeof(int));
+    uint32_t *idx = xmalloc((size_t)mb * sizeof(uint32_t));
     ModelRun run;
     model_run_init(&run);
     DsmWork w = {0};
@@ -453,7 +515,6 @@ static int train_loop(Trainer *t, long start)
         for (int i = 0; i < 3; i++) dist_sum_floats(m->grads, total);
         blocking_s = (ncsn_now() - t0) / 3;
     }
-    run.grad_ready = dist_reducer_ready;
     run.grad_ready_ctx = &red;
 
     Progress p = {0};
@@ -479,16 +540,26 @@ static int train_loop(Trainer *t, long start)
     p.step_start = start;
     for (long step = start; step < o->steps && status == 0; step++) {
         double t0 = ncsn_now();
-        for (long k = lo; k < hi; k++) {
-            long i = k - lo;
-            idx[i] = data_order_image(&t->order, step * B + k);
-            labels[i] = (int)rng_below((uint32_t)m->cfg.num_classes, o->seed, RNG_LABELS, (uint32_t)step, (uint32_t)k);
-            rng_fill_normal(z + i * per, per, o->seed, RNG_NOISE, (uint32_t)step, (uint32_t)k);
-        }
-        data_read(&t->data, x, idx, (int)nb);
         memset(m->grads, 0, total * sizeof(float));
-        dist_reducer_begin(&red);
-        double local = dsm_step(m, &run, &w, x, labels, z, s, 1.0f / (float)B, NULL);
+        double local = 0.0;
+        /* The rank's slice in micro-batches of at most mb samples whose
+         * gradients add up in m->grads; each sample keeps its draws from
+         * (seed, step, k), so the sum is the same as in one pass. */
+        for (long k0 = lo; k0 < hi; k0 += mb) {
+            long n = hi - k0 < mb ? hi - k0 : mb, last = k0 + n == hi;
+            for (long i = 0; i < n; i++) {
+                long k = k0 + i;
+                idx[i] = data_order_image(&t->order, step * B + k);
+                labels[i] = (int)rng_below((uint32_t)m->cfg.num_classes, o->seed, RNG_LABELS, (uint32_t)step, (uint32_t)k);
+                rng_fill_normal(z + i * per, per, o->seed, RNG_NOISE, (uint32_t)step, (uint32_t)k);
+            }
+            data_read(&t->data, x, idx, (int)n);
+            /* Gradients are final, and reduced across ranks, only in the last pass. */
+            run.grad_ready = last ? dist_reducer_ready : NULL;
+            if (last) dist_reducer_begin(&red);
+            s.N = (int)n;
+            local += dsm_step(m, &run, &w, x, labels, z, s, 1.0f / (float)B, NULL);
+        }
         dist_reducer_finish(&red);
         /* One small exchange per step: losses, and whether anyone was told to stop. */
         double mine[2] = {local, (double)g_stop_signal}, *all = xmalloc((size_t)R * 2 * sizeof(double));
@@ -567,15 +638,11 @@ int cmd_train(const Options *o)
     ncsn_set_collective(1); /* every rank validates the same options and data */
     if (!o->data) ncsn_die_usage("ncsn train: option --data is required");
     if (!o->run_dir) ncsn_die_usage("ncsn train: option --run-dir is required");
-    if (o->steps < 0) ncsn_die_usage("option --steps: must be >= 0");
-    if (o->batch < 1) ncsn_die_usage("option --batch: must be >= 1");
     if (o->batch < t.dist.size)
         ncsn_die_usage("option --batch: the global batch (%ld) is smaller than the number of ranks (%d)",
                        o->batch, t.dist.size);
-    if (!(o->lr > 0)) ncsn_die_usage("option --lr: must be positive");
-    if (o->ema_rate < 0 || o->ema_rate >= 1) ncsn_die_usage("option --ema: the rate must be in [0, 1)");
-    if (o->keep < 1) ncsn_die_usage("option --keep: must be >= 1");
-    if (o->bucket_mb < 0) ncsn_die_usage("option --bucket-mb: must be >= 0");
+    if (strcmp(o->lr_schedule, "constant") != 0 && strcmp(o->lr_schedule, "cosine") != 0)
+        ncsn_die_usage("option --lr-schedule: '%s' is not constant or cosine", o->lr_schedule);
     parse_milestones(&t);
     /* Rank 0 takes the run dir before anything is read or written: a second
      * run on it, or a dir that cannot be written, ends every rank with 2. */
@@ -588,20 +655,24 @@ int cmd_train(const Options *o)
     data_open(&t.data, o->data, o->dataset, data_cache_bytes());
     if (t.data.N > 0xffffffffL) ncsn_die_usage("%s: dataset %s has too many images", o->data, o->dataset);
     data_order_init(&t.order, t.data.N, o->seed);
+    check_memory(&t);
     if (o->dump_grads && t.dist.rank == 0) rundir_prepare(o->dump_grads);
     ncsn_set_collective(0);
     check_agreement(&t);
-    if (t.dist.rank == 0) {
-        opt_print(o, stdout);
+    RunPlan plan;
+    memset(&plan, 0, sizeof plan);
+    if (t.dist.rank == 0) plan = plan_run(&t);
+    share_plan(&t, &plan);
+    if (t.dist.rank == 0) { /* the model options as they took effect (--model, checkpoint or data) */
+        Options shown = *o;
+        char dilations[64];
+        opt_set_model_config(&shown, &t.model.cfg, dilations, sizeof dilations);
+        opt_print(&shown, stdout);
         printf("  %-18s %d\n", "ranks", t.dist.size);
         printf("  %-18s %s:%s [%ld images, %d x %d x %d], %s\n", "data", o->data, o->dataset, t.data.N,
                t.data.C, t.data.H, t.data.W,
                t.data.cache ? "in memory" : "read per batch (larger than NCSN_DATA_CACHE_MB)");
     }
-    RunPlan plan;
-    memset(&plan, 0, sizeof plan);
-    if (t.dist.rank == 0) plan = plan_run(&t);
-    share_plan(&t, &plan);
     t.meta.batch = o->batch;
     t.meta.seed = o->seed;
     t.meta.data_shape[0] = t.data.N;
@@ -609,7 +680,8 @@ int cmd_train(const Options *o)
     t.meta.data_shape[2] = t.data.H;
     t.meta.data_shape[3] = t.data.W;
     t.adam = (AdamConfig){.lr = o->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                          .weight_decay = o->weight_decay, .warmup = o->warmup};
+                          .weight_decay = o->weight_decay, .warmup = o->warmup,
+                          .cosine = strcmp(o->lr_schedule, "cosine") == 0, .total = o->steps};
     if (t.dist.rank == 0) {
         const NcsnConfig *c = &t.model.cfg;
         size_t count = 0;

@@ -51,9 +51,6 @@ void train_samples_init(TrainSamples *ts, const TrainSamplesConfig *c, const Mod
     ts->c = *c;
     ts->d = *d;
     ncsn_set_collective(1); /* every rank checks the same things */
-    if (c->every < 0) ncsn_die_usage("option --sample-every: must be >= 0 (0: off)");
-    if (c->n < 1) ncsn_die_usage("option --sample-n: must be >= 1");
-    if (c->sampler.steps_each < 1) ncsn_die_usage("option --sample-steps-each: must be >= 1");
     if (c->eval_data && c->every == 0)
         ncsn_die_usage("option --eval-data evaluates the samples of --sample-every K; give --sample-every");
     if (c->every > 0) {

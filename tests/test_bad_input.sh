@@ -93,18 +93,54 @@ expect "score: sigmas not positive"  "$W/negsig.h5: /model/sigmas: noise levels 
 expect "score: sigmas ascending"     "$W/ascsig.h5: /model/sigmas: noise levels must be strictly descending" "$W/o.h5" -- "$NCSN" score --model "$W/ascsig.h5" --input "$W/good.h5" --out "$W/o.h5"
 expect "init: sigmas not descending" "option --sigmas: noise levels must be strictly descending" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --num-classes 3 --sigmas 1,2,0.5
 expect "init: sigmas wrong count"    "option --sigmas: 2 values given, --num-classes is 3" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --num-classes 3 --sigmas 1,0.5
-expect "init: sigma-end not positive" "--sigma-begin/--sigma-end: sigma_end must be positive" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --sigma-begin 1 --sigma-end 0
+expect "init: sigma-end not positive" "option --sigma-end: must be finite and > 0, got '0'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --sigma-begin 1 --sigma-end 0
 expect "init: bad dilations"         "option --dilations: expected four positive integers" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --dilations 1,2,0,1
 expect "init: unknown option"        "unknown option --bogus for 'ncsn init'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --bogus 3
 expect "init: bad number"            "option --nf: expected an integer, got 'x'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --nf x
 expect "unknown command"             "unknown command 'trian'" "" -- "$NCSN" trian
 expect "init: floor without the head" "option --head-floor has no effect without --plane-head" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --head-floor 0.1
-expect "init: negative head floor"   "model options: head_floor must be in 0..1000" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --plane-head --head-floor -1
+expect "init: negative head floor"   "option --head-floor: must be finite and in [0, 1000], got '-1'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --plane-head --head-floor -1
 expect "init: bad norm"              "option --norm: expected cin or cin++, got 'cinpp'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --norm cinpp
 expect "init: cin++ with nf 1"       "model options: norm cin++ needs nf >= 2" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --norm cin++ --nf 1
 expect "score: bad norm attribute"   "$W/badnorm.h5: attribute norm of /model is 'cin+', expected cin or cin++" "$W/o.h5" -- "$NCSN" score --model "$W/badnorm.h5" --input "$W/good.h5" --out "$W/o.h5"
 
 T=(--run-dir "$W/run" --in-channels 1 --nf 8 --num-classes 3 --sigmas 1,0.5,0.1 --steps 2 --batch 4)
+# Numeric options: nan, inf and values outside the range in the option's
+# table row end with exit 2 before any work, naming the option and range.
+TD=(--data "$W/d_good.h5" "${T[@]}")
+expect "train: --ema nan"            "option --ema: must be finite and in [0, 1), got 'nan'" "" -- "$NCSN" train "${TD[@]}" --ema nan
+expect "train: --ema 1"              "option --ema: must be finite and in [0, 1), got '1'" "" -- "$NCSN" train "${TD[@]}" --ema 1
+expect "train: --lr inf"             "option --lr: must be finite and > 0, got 'inf'" "" -- "$NCSN" train "${TD[@]}" --lr inf
+expect "train: --lr 0"               "option --lr: must be finite and > 0, got '0'" "" -- "$NCSN" train "${TD[@]}" --lr 0
+expect "train: --weight-decay nan"   "option --weight-decay: must be finite and >= 0, got 'nan'" "" -- "$NCSN" train "${TD[@]}" --weight-decay nan
+expect "train: --grad-clip -1"       "option --grad-clip: must be finite and >= 0, got '-1'" "" -- "$NCSN" train "${TD[@]}" --grad-clip -1
+expect "train: --ckpt-every -1"      "option --ckpt-every: must be >= 0, got '-1'" "" -- "$NCSN" train "${TD[@]}" --ckpt-every -1
+expect "train: --warmup -1"          "option --warmup: must be >= 0, got '-1'" "" -- "$NCSN" train "${TD[@]}" --warmup -1
+expect "train: --log-every -1"       "option --log-every: must be >= 0, got '-1'" "" -- "$NCSN" train "${TD[@]}" --log-every -1
+expect "train: --micro-batch -1"     "option --micro-batch: must be >= 0, got '-1'" "" -- "$NCSN" train "${TD[@]}" --micro-batch -1
+expect "train: --batch 0"            "option --batch: must be in 1..1000000000, got '0'" "" -- "$NCSN" train "${TD[@]}" --batch 0
+expect "train: --sigma-begin inf"    "option --sigma-begin: must be finite and > 0, got 'inf'" "" -- "$NCSN" train --data "$W/d_good.h5" --run-dir "$W/run" --sigma-begin inf --sigma-end 0.01
+expect "train: --sigmas with inf"    "option --sigmas: values must be finite, got 'inf,1,0.1'" "" -- "$NCSN" train --data "$W/d_good.h5" --run-dir "$W/run" --in-channels 1 --nf 8 --num-classes 3 --sigmas inf,1,0.1
+expect "init: --nf 0"                "option --nf: must be in 1..4096, got '0'" "$W/i.h5" -- "$NCSN" init --out "$W/i.h5" --nf 0
+expect "sample: --step-lr inf"       "option --step-lr: must be positive and finite, got 'inf'" "$W/o.h5" -- "$NCSN" sample --model "$W/m.h5" --out "$W/o.h5" --n 2 --image-size 8 --steps-each 1 --step-lr inf
+expect "sample: --image-size 5000"   "option --image-size: must be in 1..4096, got '5000'" "$W/o.h5" -- "$NCSN" sample --model "$W/m.h5" --out "$W/o.h5" --image-size 5000
+
+# Memory: the per-rank estimate is compared before allocating with what the
+# node offers (MemAvailable or a cgroup limit; NCSN_MEMORY_LIMIT overrides).
+expect "train: --batch 1000000"      "training needs about" "" -- "$NCSN" train "${TD[@]}" --batch 1000000
+if grep -q "activations of 1000000 samples .*, more than the .* available (" "$W/stderr"; then echo "ok   train: the message names the estimate's parts and the limit"
+else echo "FAIL train: --batch 1000000: message lacks the estimate or the limit"; failed=1; fi
+if "$NCSN" train "${TD[@]}" --run-dir "$W/micro" --batch 1000000 --micro-batch 1000 --steps 0 >"$W/stdout" 2>&1; then
+    echo "ok   train: --batch 1000000 --micro-batch 1000 fits"
+else echo "FAIL train: --batch 1000000 --micro-batch 1000 refused:"; tail -2 "$W/stdout"; failed=1; fi
+NCSN_MEMORY_LIMIT=1M expect "sample: over NCSN_MEMORY_LIMIT" "sampling needs about" "$W/o.h5" -- "$NCSN" sample --model "$W/m.h5" --out "$W/o.h5" --n 1000 --image-size 8 --steps-each 1
+if grep -q "more than the 1.0 MiB available (NCSN_MEMORY_LIMIT=1M)" "$W/stderr"; then echo "ok   sample: the message names NCSN_MEMORY_LIMIT"
+else echo "FAIL sample: the message does not name NCSN_MEMORY_LIMIT"; failed=1; fi
+NCSN_MEMORY_LIMIT=20M OPENBLAS_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train "${TD[@]}" --batch 64 >"$W/stdout" 2>"$W/stderr"
+rc=$?
+n=$(grep -c "^ncsn: training needs about .* x 2 ranks on this node" "$W/stderr")
+if [ $rc -eq 2 ] && [ "$n" -eq 1 ]; then echo "ok   train: memory refused on 2 ranks (exit 2, one message counting both ranks)"
+else echo "FAIL train: memory on 2 ranks: rc=$rc, $n messages"; cat "$W/stderr"; failed=1; fi
 expect "train: data missing"         "$W/none.h5: cannot open file" "" -- "$NCSN" train --data "$W/none.h5" "${T[@]}"
 expect "train: wrong rank"           "$W/d_rank2.h5: dataset images has rank 2" "" -- "$NCSN" train --data "$W/d_rank2.h5" "${T[@]}"
 expect "train: wrong dtype"          "$W/d_int16.h5: dataset images has rank 3 and a type other than uint8" "" -- "$NCSN" train --data "$W/d_int16.h5" "${T[@]}"
@@ -232,6 +268,13 @@ expect "train: --model and another norm" "option --norm disagrees with --model $
     "$NCSN" train "${Q[@]}" --run-dir "$W/frommodel" --model "$W/m.h5" --norm cin++ --steps 1
 expect "train: --model and another nf" "option --nf disagrees with --model $W/m.h5 (nf 8)" "" -- \
     "$NCSN" train "${Q[@]}" --run-dir "$W/frommodel" --model "$W/m.h5" --nf 16 --steps 1
+# The printed configuration shows what took effect: the --model file's nf.
+if "$NCSN" train --data "$W/d_good.h5" --run-dir "$W/shown" --model "$W/m.h5" --batch 4 --steps 0 >"$W/stdout" 2>&1 &&
+    grep -qx "  nf  *8" "$W/stdout"; then echo "ok   train --model: the printed configuration says nf 8 (the file's)"
+else echo "FAIL train --model: the printed configuration does not show the file's nf 8:"; grep -E "^  nf " "$W/stdout"; failed=1; fi
+# A resume keeps the checkpoint's noise levels: options that give others are refused.
+expect "train: resume with another --sigma-begin" "its noise levels are 1 .. 0.1 but option --sigma-begin/--sigma-end gives 2 .. 0.1; a resumed run keeps its levels" "" -- \
+    "$NCSN" train --data "$W/d_good.h5" --run-dir "$W/cinpp" --in-channels 1 --nf 8 --num-classes 3 --norm cin++ --batch 4 --steps 4 --sigma-begin 2 --sigma-end 0.1
 expect "train: resume with another norm" "/model norm is cin++ in the checkpoint but cin in this run" "" -- \
     "$NCSN" train "${Q[@]}" --steps 4 --resume "$W/cinpp/latest.h5"
 

@@ -17,8 +17,10 @@
 #      by name and the run falls back to the older one; --resume FILE with a
 #      corrupt file exits 2 naming it; a checkpoint of another configuration
 #      (--nf 16) is refused naming nf;
-#   5. preemption: SIGUSR1 to one rank, SIGTERM to one rank, and SIGUSR1
-#      twice (the second while rank 0 writes): exit 3, a checkpoint at the
+#   5. preemption: SIGUSR1 to one rank, SIGTERM to one rank, SIGUSR1
+#      twice (the second while rank 0 writes), and SIGUSR1 to mpirun (what
+#      the README says to send it instead of SIGTERM, which Open MPI does not
+#      forward): mpirun's exit 3, a checkpoint at the
 #      stopped step, latest.h5 on it; the resumed run ends bitwise equal to an
 #      uninterrupted one;
 #   6. --ckpt-every 2 --keep 2 --milestones 4 over 10 steps keeps 4, 8, 10;
@@ -391,7 +393,7 @@ pre=(--steps 40 --ckpt-every 0 --log-every 1)
 if ! train2 "$tmp/c5ref" --run-dir "$tmp/ref40" "${pre[@]}" --resume none; then
     bad "5: uninterrupted 40-step run (exit $rc)"; show "$tmp/c5ref.err"
 fi
-# preempt NAME HOW: HOW is usr1-rank1, term-rank0 or usr1-twice
+# preempt NAME HOW: HOW is usr1-rank1, term-rank0, usr1-twice or usr1-mpirun
 preempt() {
     local name=$1 how=$2 dir=$tmp/pre-$2 log=$tmp/c5-$2
     start2 "$log" --run-dir "$dir" "${pre[@]}" --resume none
@@ -406,6 +408,7 @@ preempt() {
     case $how in
         usr1-rank1) kill -USR1 "${rank_pid[1]}" ;;
         term-rank0) kill -TERM "${rank_pid[0]}" ;;
+        usr1-mpirun) kill -USR1 "$mp" ;;
         usr1-twice) extra=$(helper usr1-during-write "${rank_pid[1]}" "${rank_pid[0]}" "$dir") ;;
     esac
     wait_rc "$mp" 120
@@ -437,6 +440,7 @@ preempt() {
 preempt "SIGUSR1 to rank 1" usr1-rank1
 preempt "SIGTERM to rank 0" term-rank0
 preempt "SIGUSR1 to rank 1, then to rank 0 during the write" usr1-twice
+preempt "SIGUSR1 to mpirun" usr1-mpirun
 
 # ======================================================================
 # 6. --keep and --milestones

@@ -17,6 +17,12 @@
 #  5. The EMA follows ema_t = r_t ema_{t-1} + (1 - r_t) p_t from ema_0 = p_0,
 #     with r_t = min(rate, (1+t)/(10+t)) by default and r_t = rate with
 #     --no-ema-warmup (checked on the checkpoints of every step, 1e-6).
+#  6. --micro-batch: 1 rank with --micro-batch 2 and 2 ranks with
+#     --micro-batch 3 (passes of 2,2,1 and 3,2 samples) give the summed
+#     gradient of step 1 of the run without it (relative <= 1e-5) and its
+#     loss at each of 3 steps (relative <= 1e-5).
+#  7. --lr-schedule cosine: the learning rate of every step in metrics.csv
+#     follows the linear warm-up, then lr (1 + cos(pi (t - w) / (T - w))) / 2.
 set -euo pipefail
 NCSN=$1 SRC=$2
 PY=${PYTHON:-/usr/bin/python3}
@@ -53,6 +59,30 @@ for s, (a, b) in enumerate(zip(l1, l2), 1):
     r = abs(a - b) / abs(a)
     print(f"step {s}: loss 1 rank {a:.7f}, 2 ranks {b:.7f}, relative difference {r:.2e} (limit 1e-5)")
     ok &= r <= 1e-5
+sys.exit(0 if ok else 1)
+PYEOF
+
+# 6. Micro-batches add up to the same gradient, on 1 and 2 ranks.
+MB=(--data "$W/fm8.h5" --in-channels 1 --nf 8 --num-classes 4 --sigmas 1,0.5,0.2,0.05 --batch 9 --steps 3
+    --ckpt-every 0 --seed 11)
+"$NCSN" train "${MB[@]}" --run-dir "$W/m0" --dump-grads "$W/gm0" >"$W/m0.log"
+"$NCSN" train "${MB[@]}" --run-dir "$W/m1" --dump-grads "$W/gm1" --micro-batch 2 >"$W/m1.log"
+OMP_NUM_THREADS=1 $LAUNCH 2 "$NCSN" train "${MB[@]}" --run-dir "$W/m2" --dump-grads "$W/gm2" --micro-batch 3 >"$W/m2.log"
+$PY - "$W" <<'PYEOF'
+import sys, h5py, numpy as np, csv
+w = sys.argv[1]
+def grads(path):
+    with h5py.File(path, "r") as f:
+        return np.concatenate([f["grad"][k][()].ravel().astype(np.float64) for k in sorted(f["grad"].keys())])
+def losses(d):
+    return [float(r["loss"]) for r in csv.DictReader(open(f"{w}/{d}/metrics.csv"))]
+g0, l0, ok = grads(f"{w}/gm0/grad-00000001.h5"), losses("m0"), True
+for d, what in [("1", "1 rank, --micro-batch 2"), ("2", "2 ranks, --micro-batch 3")]:
+    rel = np.linalg.norm(grads(f"{w}/gm{d}/grad-00000001.h5") - g0) / np.linalg.norm(g0)
+    worst = max(abs(a - b) / abs(a) for a, b in zip(l0, losses(f"m{d}")))
+    print(f"{what}: step-1 gradient relative difference {rel:.2e}, losses of 3 steps at most {worst:.2e} "
+          f"(limits 1e-5) against 1 rank without micro-batches")
+    ok &= rel <= 1e-5 and worst <= 1e-5 and len(losses(f"m{d}")) == 3
 sys.exit(0 if ok else 1)
 PYEOF
 
@@ -150,4 +180,23 @@ print(f"EMA ({mode}): worst relative difference to the recursion over 4 steps {w
 sys.exit(0 if worst <= 1e-6 else 1)
 PYEOF
 done
+# 7. The cosine learning-rate schedule, step by step.
+"$NCSN" train --data "$W/fm8.h5" --run-dir "$W/cosine" --in-channels 1 --nf 8 --num-classes 4 \
+    --sigmas 1,0.5,0.2,0.05 --batch 8 --steps 7 --ckpt-every 0 --lr 2e-3 --warmup 2 --lr-schedule cosine >"$W/cos.log"
+$PY - "$W/cosine/metrics.csv" <<'PYEOF'
+import sys, csv, math
+rows = list(csv.DictReader(open(sys.argv[1])))
+lr, w, T = 2e-3, 2, 7
+want = [lr * t / w if t < w else lr * 0.5 * (1 + math.cos(math.pi * (t - w) / (T - w))) for t in range(1, T + 1)]
+got = [float(r["lr"]) for r in rows]
+print("cosine schedule: lr per step", " ".join(f"{g:.4g}" for g in got))
+ok = len(got) == T and all(abs(g - x) <= 1e-5 * lr for g, x in zip(got, want))
+print("cosine schedule:", "ok" if ok else f"FAIL (expected {want})")
+sys.exit(0 if ok else 1)
+PYEOF
+if "$NCSN" train --data "$W/fm8.h5" --run-dir "$W/cosbad" --in-channels 1 --nf 8 --num-classes 4 \
+    --sigmas 1,0.5,0.2,0.05 --steps 1 --lr-schedule linear >"$W/cosbad.log" 2>&1; then
+    echo "FAIL: --lr-schedule linear was accepted"; exit 1
+fi
+grep -q "lr-schedule" "$W/cosbad.log" || { echo "FAIL: no message naming --lr-schedule"; cat "$W/cosbad.log"; exit 1; }
 echo "train_ranks: all checks passed"

@@ -18,6 +18,10 @@ typedef struct {
     const char *def;  /* default as text, NULL for none */
     const char *help;
     size_t offset;    /* into Options */
+    /* OPT_INT, OPT_DOUBLE: the values allowed, "[lo,hi]" with ( or ) for an
+     * open end and inf for none, e.g. "(0,inf)", "[0,1)". Checked at parse
+     * time, with non-finite values always refused; shown by --help. */
+    const char *range;
 } OptSpec;
 
 /* Every option of every subcommand. Strings point into argv or defaults. */
@@ -43,6 +47,7 @@ typedef struct {
     /* samples while training */
     long sample_every, sample_n, sample_steps_each;
     const char *sample_sampler, *sample_step_lr, *eval_data;
+    const char *lr_schedule; /* constant or cosine */
     int sample_no_clip;
     /* sampling */
     long n, image_size, height, width, steps_each, micro_batch;
@@ -56,6 +61,9 @@ typedef struct {
 int opt_given(const Options *o, const char *name);
 /* Builds the model configuration from the model options (init, train). */
 void opt_model_config(const Options *o, NcsnConfig *cfg);
+/* The inverse: sets the model options to cfg (dilations written to the
+ * caller's buffer), for printing the configuration that took effect. */
+void opt_set_model_config(Options *o, const NcsnConfig *cfg, char *dilations, size_t cap);
 /* With --model the file decides the network: a model option given on the
  * command line that disagrees with the file's configuration f is refused
  * (exit 2, naming it); one that agrees is accepted. */

@@ -15,6 +15,7 @@
 
 typedef struct {
     int rank, size;
+    int node_size; /* ranks on this rank's node (sharing its memory) */
 } Dist;
 
 void dist_init(Dist *d, int *argc, char ***argv);
@@ -50,6 +51,9 @@ void dist_barrier(void);
  * when it is not empty every rank ends with ncsn_die_usage (exit 2
  * together when collective errors are on). */
 void dist_agree_usage(char *msg, size_t cap);
+/* The same, with the verdict of the lowest rank whose msg is not empty:
+ * for checks whose answer differs between nodes (memory). */
+void dist_agree_usage_any(char *msg, size_t cap);
 /* A barrier whose waiting ranks sleep between polls instead of spinning,
  * for waits of seconds (rank 0 running an evaluation script beside them). */
 void dist_barrier_idle(void);

@@ -101,6 +101,8 @@ typedef struct {
 /* Builds the layout and allocates params (zero) and grads (zero). */
 void model_init(Model *m, const NcsnConfig *cfg);
 void model_free(Model *m);
+/* table.total of model_init(cfg), without allocating anything. */
+size_t model_param_count(const NcsnConfig *cfg);
 /* For forward-only use (sampling, scoring): frees the gradient buffer,
  * 50 MB at nf 128; model_backward then refuses to run. */
 void model_drop_grads(Model *m);
@@ -139,6 +141,10 @@ typedef struct {
 } ModelRun;
 
 void model_run_init(ModelRun *r);
+/* An estimate, from above, of the floats a ModelRun allocates for batches
+ * of shape s (activations, gradient temporaries, conv scratch), for
+ * checking memory before allocating it. */
+size_t model_run_floats(const NcsnConfig *cfg, Shape s, int inference);
 void model_run_free(ModelRun *r);
 
 /* out [N, C, H, W] = s(x, labels). x [N, C, H, W] is not modified and must

@@ -10,9 +10,13 @@
 typedef struct {
     double lr, beta1, beta2, eps, weight_decay;
     long warmup;
+    int cosine; /* after warm-up, decay as a half cosine to 0 at step total */
+    long total;
 } AdamConfig;
 
-/* The learning rate of optimizer step t (1-based) after warm-up. */
+/* The learning rate of optimizer step t (1-based): the linear warm-up,
+ * then constant or, with cosine, lr (1 + cos(pi (t - warmup) / (total -
+ * warmup))) / 2. A pure function of t, so resume is exact. */
 double adam_lr(const AdamConfig *c, long t);
 /* One Adam step t (1-based) on p with gradient g and moments m, v [n]. */
 void adam_step(const AdamConfig *c, long t, float *p, const float *g, float *m, float *v, size_t n);

@@ -9,9 +9,17 @@
 
 float ncsn_expm1_neg(float x) { return expm1_neg(x); }
 
-/* Element-wise loops run on the threads when long enough (an element,
- * memory-bound, is counted as 32 flops of a product). */
-#define PAR_FOR _Pragma("omp parallel for simd num_threads(ops_threads_for(2, 32.0 * n)) schedule(static)")
+/* Element-wise loops run on every configured thread when long enough: the
+ * work is counted in chunks of ELEMENTWISE_CHUNK elements, each element
+ * (memory-bound) as 32 flops of a product, so a loop of n elements gets up
+ * to n / ELEMENTWISE_CHUNK threads and none below ops_threads_for's floor. */
+#define ELEMENTWISE_CHUNK 4096
+static int elementwise_threads(size_t n)
+{
+    size_t chunks = n / ELEMENTWISE_CHUNK;
+    return ops_threads_for(chunks > INT32_MAX ? INT32_MAX : (int)chunks, 32.0 * ELEMENTWISE_CHUNK);
+}
+#define PAR_FOR _Pragma("omp parallel for simd num_threads(elementwise_threads(n)) schedule(static)")
 
 void elu_forward(float *out, const float *in, size_t n)
 {
