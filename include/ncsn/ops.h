@@ -22,8 +22,15 @@ static inline size_t shape_count(Shape s) { return (size_t)s.N * s.C * s.H * s.W
  * it; without a call the first convolution chooses with n = 0. */
 int ops_set_threads(int n);
 int ops_threads(void);
-/* Threads for a loop over items of this cost: 1 when the whole loop is
- * too small to pay for waking threads, else at most one per item. */
+/* The team size for one parallel loop (its num_threads clause).
+ *   items           the loop's units of work, each taken whole by one
+ *                   thread: samples, (sample, channel) planes, output
+ *                   channels, or chunks of elements (act.c);
+ *   flops_per_item  the cost of one item in floating-point operations (a
+ *                   memory-bound element counted as a few flops).
+ * Returns 1 when items * flops_per_item < 4e6, where waking the threads
+ * would cost more than they save; else min(ops_threads(), items); at
+ * least 1 (items <= 0 included). */
 int ops_threads_for(int items, double flops_per_item);
 
 /* OpenBLAS kernels: when OpenBLAS fell back to kernels far older than the
