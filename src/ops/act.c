@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ncsn/ops.h"
+#include "isa.h"
 #include "expm1.h"
 
 float ncsn_expm1_neg(float x) { return expm1_neg(x); }
@@ -21,7 +22,7 @@ static int elementwise_threads(size_t n)
 }
 #define PAR_FOR _Pragma("omp parallel for simd num_threads(elementwise_threads(n)) schedule(static)")
 
-void elu_forward(float *out, const float *in, size_t n)
+OPS_KERNEL void elu_forward(float *out, const float *in, size_t n)
 {
     PAR_FOR
     for (size_t i = 0; i < n; i++) {
@@ -30,7 +31,7 @@ void elu_forward(float *out, const float *in, size_t n)
     }
 }
 
-void elu_backward(float *din, const float *dout, const float *out, size_t n)
+OPS_KERNEL void elu_backward(float *din, const float *dout, const float *out, size_t n)
 {
     PAR_FOR
     for (size_t i = 0; i < n; i++) {
@@ -39,19 +40,19 @@ void elu_backward(float *din, const float *dout, const float *out, size_t n)
     }
 }
 
-void vec_add(float *y, const float *x, size_t n)
+OPS_KERNEL void vec_add(float *y, const float *x, size_t n)
 {
     PAR_FOR
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-void vec_zero(float *y, size_t n)
+OPS_KERNEL void vec_zero(float *y, size_t n)
 {
     PAR_FOR
     for (size_t i = 0; i < n; i++) y[i] = 0.0f;
 }
 
-void vec_copy(float *y, const float *x, size_t n)
+OPS_KERNEL void vec_copy(float *y, const float *x, size_t n)
 {
     PAR_FOR
     for (size_t i = 0; i < n; i++) y[i] = x[i];

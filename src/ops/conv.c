@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ncsn/ops.h"
+#include "isa.h"
 
 ConvAlgo conv_algo_from_env(void)
 {
@@ -88,7 +89,7 @@ static void col2im_add(float *dx, const float *col, int C, int H, int W, int d)
             }
 }
 
-void conv_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout,
+OPS_KERNEL void conv_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout,
                   int d, int accumulate, ConvAlgo algo, float *work)
 {
     algo = resolve(algo, s.C, cout);
@@ -114,7 +115,7 @@ void conv_forward(float *out, const float *in, const float *w, const float *b, S
     }
 }
 
-void conv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+OPS_KERNEL void conv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                    const float *w, Shape s, int cout, int d, ConvAlgo algo, float *work)
 {
     int K = s.C * 9, P = s.H * s.W;

@@ -26,6 +26,7 @@
 
 #include "ncsn/common.h"
 #include "ncsn/ops.h"
+#include "isa.h"
 #include "expm1.h"
 
 #define NORM_EPS 1e-5
@@ -97,7 +98,12 @@ INLINE_NORM void plane_grad_sums(double *sum_dy, double *sum_dy_xhat, const floa
 
 /* ---- CIN ---- */
 
-INLINE_NORM void cin_fwd(float *out, float *mean, float *rstd, const float *in, const float *embed,
+/* cin_fwd, cin_bwd, cinpp_fwd and cinpp_bwd are the multiversioned kernels
+ * (isa.h): each holds its OpenMP loops itself, so that their outlined
+ * bodies get the instruction set of the version that runs them. The elu
+ * flag is tested outside the pixel loops. */
+
+static OPS_KERNEL void cin_fwd(float *out, float *mean, float *rstd, const float *in, const float *embed,
                          const int *labels, Shape s, int elu)
 {
     size_t M = (size_t)s.H * s.W;
@@ -127,9 +133,8 @@ INLINE_NORM void cin_fwd(float *out, float *mean, float *rstd, const float *in, 
     }
 }
 
-/* elu: dout is the gradient at the ELU output act (a constant per call
- * site, so that each variant compiles to its own vector loops) */
-INLINE_NORM void cin_bwd(float *din, float *dembed, const float *dout, const float *act, const float *mean,
+/* elu: dout is the gradient at the ELU output act */
+static OPS_KERNEL void cin_bwd(float *din, float *dembed, const float *dout, const float *act, const float *mean,
                          const float *rstd, const float *in, const float *embed, const int *labels, Shape s,
                          int elu)
 {
@@ -191,7 +196,7 @@ static double channel_mean_norm(double *mh, const float *mean, int C)
     return q;
 }
 
-INLINE_NORM void cinpp_fwd(float *out, float *mean, float *rstd, const float *in, const float *embed,
+static OPS_KERNEL void cinpp_fwd(float *out, float *mean, float *rstd, const float *in, const float *embed,
                            const int *labels, Shape s, int elu)
 {
     size_t M = (size_t)s.H * s.W, C3 = (size_t)3 * s.C;
@@ -225,7 +230,7 @@ INLINE_NORM void cinpp_fwd(float *out, float *mean, float *rstd, const float *in
  * the threads, samples in order, as in cin_bwd); dmu per sample, which
  * needs the sums of all its channels; dx. With elu each plane's dy is
  * formed again in the last pass rather than kept. */
-INLINE_NORM void cinpp_bwd(float *din, float *dembed, const float *dout, const float *act, const float *mean,
+static OPS_KERNEL void cinpp_bwd(float *din, float *dembed, const float *dout, const float *act, const float *mean,
                            const float *rstd, const float *in, const float *embed, const int *labels, Shape s,
                            int elu)
 {

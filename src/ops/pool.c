@@ -14,6 +14,7 @@
 
 #include "ncsn/common.h"
 #include "ncsn/ops.h"
+#include "isa.h"
 
 /* The window [i - 2, i + 2] clipped to [0, n). */
 static inline int lo2(int i) { return i - 2 < 0 ? 0 : i - 2; }
@@ -73,7 +74,7 @@ static void col_select(float *restrict cur, int *restrict row, const float *rest
 
 static int pool_threads(Shape s) { return ops_threads_for(s.N * s.C, 40.0 * s.H * s.W); }
 
-void maxpool5_forward(float *out, const float *in, Shape s)
+OPS_KERNEL void maxpool5_forward(float *out, const float *in, Shape s)
 {
     size_t M = (size_t)s.H * s.W;
     long planes = (long)s.N * s.C;
@@ -99,7 +100,7 @@ void maxpool5_forward(float *out, const float *in, Shape s)
     }
 }
 
-void maxpool5_backward(float *din, const float *dout, const float *in, Shape s)
+OPS_KERNEL void maxpool5_backward(float *din, const float *dout, const float *in, Shape s)
 {
     size_t M = (size_t)s.H * s.W;
     long planes = (long)s.N * s.C;

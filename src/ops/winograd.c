@@ -26,6 +26,7 @@
 
 #include "ncsn/common.h"
 #include "ncsn/ops.h"
+#include "isa.h"
 
 #define LANES 16
 #define AMAX 6
@@ -320,64 +321,72 @@ INLINE void f4_2d(vec out[AMAX][AMAX], vec in[AMAX][AMAX], TileOp op)
     }
 }
 
-/* U[xi][co][ci] = G g G^T ([Op][Cp], zero padded), LANES weights at a time. */
-INLINE void weight_transform_f(float *U, const float *g, int cout, int cin, int a, const float *Gm)
+/* U[xi][co][.] = G g[co] G^T ([Op][Cp], zero padded) for one output
+ * channel co, LANES input channels at a time. */
+INLINE void weight_transform_co(float *U, const float *g, int co, int cin, size_t plane, int a, const float *Gm)
 {
-    int Cp = round_up(cin), Op = round_up(cout);
-    size_t plane = (size_t)Op * Cp;
+    int Cp = round_up(cin);
+    for (int c0 = 0; c0 < cin; c0 += LANES) {
+        int nl = cin - c0 < LANES ? cin - c0 : LANES;
+        float raw[3][3][LANES] = {{{0}}}, res[LANES];
+        for (int l = 0; l < nl; l++)
+            for (int k = 0; k < 3; k++)
+                for (int q = 0; q < 3; q++) raw[k][q][l] = g[((size_t)co * cin + c0 + l) * 9 + k * 3 + q];
+        vec in[AMAX][AMAX], out[AMAX][AMAX];
+        for (int k = 0; k < 3; k++)
+            for (int q = 0; q < 3; q++) in[k][q] = vload(raw[k][q]);
+        transform2d(out, in, Gm, a, 3, Gm, a, 3);
+        for (int i = 0; i < a; i++)
+            for (int j = 0; j < a; j++) {
+                vstore(res, out[i][j]);
+                memcpy(U + (size_t)(i * a + j) * plane + (size_t)co * Cp + c0, res, nl * sizeof(float));
+            }
+    }
+}
+
+/* The OpenMP loops sit in the OPS_KERNEL functions themselves, so that
+ * their outlined bodies are multiversioned too (isa.h). */
+static OPS_KERNEL void weight_transform(float *U, const float *g, int cout, int cin, const Wino *w)
+{
+    int a = w->alpha;
+    size_t plane = (size_t)round_up(cout) * round_up(cin);
     memset(U, 0, (size_t)a * a * plane * sizeof(float));
 #pragma omp parallel for num_threads(ops_threads_for(cout, 20.0 * a * a * cin)) schedule(static)
-    for (int co = 0; co < cout; co++)
-        for (int c0 = 0; c0 < cin; c0 += LANES) {
-            int nl = cin - c0 < LANES ? cin - c0 : LANES;
-            float raw[3][3][LANES] = {{{0}}}, res[LANES];
-            for (int l = 0; l < nl; l++)
-                for (int k = 0; k < 3; k++)
-                    for (int q = 0; q < 3; q++) raw[k][q][l] = g[((size_t)co * cin + c0 + l) * 9 + k * 3 + q];
-            vec in[AMAX][AMAX], out[AMAX][AMAX];
+    for (int co = 0; co < cout; co++) {
+        if (w->m == 4) weight_transform_co(U, g, co, cin, plane, 6, F4_G);
+        else weight_transform_co(U, g, co, cin, plane, 4, F2_G);
+    }
+}
+
+/* dg[co][.] += G^T dU[.][co] G for one output channel co */
+INLINE void weight_transform_adjoint_co(float *dg, const float *dU, int co, int cin, size_t plane, int a,
+                                        const float *Gt)
+{
+    int Cp = round_up(cin);
+    for (int c0 = 0; c0 < cin; c0 += LANES) {
+        int nl = cin - c0 < LANES ? cin - c0 : LANES;
+        vec in[AMAX][AMAX], out[AMAX][AMAX];
+        for (int i = 0; i < a; i++)
+            for (int j = 0; j < a; j++) in[i][j] = vload(dU + (size_t)(i * a + j) * plane + (size_t)co * Cp + c0);
+        transform2d(out, in, Gt, 3, a, Gt, 3, a);
+        float res[3][3][LANES];
+        for (int k = 0; k < 3; k++)
+            for (int q = 0; q < 3; q++) vstore(res[k][q], out[k][q]);
+        for (int l = 0; l < nl; l++)
             for (int k = 0; k < 3; k++)
-                for (int q = 0; q < 3; q++) in[k][q] = vload(raw[k][q]);
-            transform2d(out, in, Gm, a, 3, Gm, a, 3);
-            for (int i = 0; i < a; i++)
-                for (int j = 0; j < a; j++) {
-                    vstore(res, out[i][j]);
-                    memcpy(U + (size_t)(i * a + j) * plane + (size_t)co * Cp + c0, res, nl * sizeof(float));
-                }
-        }
+                for (int q = 0; q < 3; q++) dg[((size_t)co * cin + c0 + l) * 9 + k * 3 + q] += res[k][q][l];
+    }
 }
 
-static void weight_transform(float *U, const float *g, int cout, int cin, const Wino *w)
+static OPS_KERNEL void weight_transform_adjoint(float *dg, const float *dU, int cout, int cin, const Wino *w)
 {
-    if (w->m == 4) weight_transform_f(U, g, cout, cin, 6, F4_G);
-    else weight_transform_f(U, g, cout, cin, 4, F2_G);
-}
-
-/* dg[co][ci] += G^T dU G */
-INLINE void weight_transform_adjoint_f(float *dg, const float *dU, int cout, int cin, int a, const float *Gt)
-{
-    int Cp = round_up(cin), Op = round_up(cout);
-    size_t plane = (size_t)Op * Cp;
+    int a = w->alpha;
+    size_t plane = (size_t)round_up(cout) * round_up(cin);
 #pragma omp parallel for num_threads(ops_threads_for(cout, 20.0 * a * a * cin)) schedule(static)
-    for (int co = 0; co < cout; co++)
-        for (int c0 = 0; c0 < cin; c0 += LANES) {
-            int nl = cin - c0 < LANES ? cin - c0 : LANES;
-            vec in[AMAX][AMAX], out[AMAX][AMAX];
-            for (int i = 0; i < a; i++)
-                for (int j = 0; j < a; j++) in[i][j] = vload(dU + (size_t)(i * a + j) * plane + (size_t)co * Cp + c0);
-            transform2d(out, in, Gt, 3, a, Gt, 3, a);
-            float res[3][3][LANES];
-            for (int k = 0; k < 3; k++)
-                for (int q = 0; q < 3; q++) vstore(res[k][q], out[k][q]);
-            for (int l = 0; l < nl; l++)
-                for (int k = 0; k < 3; k++)
-                    for (int q = 0; q < 3; q++) dg[((size_t)co * cin + c0 + l) * 9 + k * 3 + q] += res[k][q][l];
-        }
-}
-
-static void weight_transform_adjoint(float *dg, const float *dU, int cout, int cin, const Wino *w)
-{
-    if (w->m == 4) weight_transform_adjoint_f(dg, dU, cout, cin, 6, F4_GT);
-    else weight_transform_adjoint_f(dg, dU, cout, cin, 4, F2_GT);
+    for (int co = 0; co < cout; co++) {
+        if (w->m == 4) weight_transform_adjoint_co(dg, dU, co, cin, plane, 6, F4_GT);
+        else weight_transform_adjoint_co(dg, dU, co, cin, plane, 4, F2_GT);
+    }
 }
 
 /* X[t][xi][c] = L win_t R^T for the windows (rows x rows) of every tile and
@@ -523,7 +532,7 @@ size_t wino_work_floats(Shape s, int cout, int d, int algo)
     return shared_floats(&p) + (size_t)ops_threads() * p.slice_floats;
 }
 
-void wino_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout, int d,
+OPS_KERNEL void wino_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout, int d,
                   int accumulate, int algo, float *work)
 {
     Plan p = plan(s, cout, d, algo, work);
@@ -552,7 +561,7 @@ void wino_forward(float *out, const float *in, const float *w, const float *b, S
     }
 }
 
-void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w, Shape s, int cout,
+OPS_KERNEL void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w, Shape s, int cout,
                    int d, int algo, float *work)
 {
     Plan p = plan(s, cout, d, algo, work);
