@@ -9,6 +9,8 @@
  * alternating with the first's, and reported as the median of its time
  * over the first's in each repetition (which a busy machine disturbs less
  * than times taken minutes apart).
+ * The process CPU time of the first network is printed as the median and
+ * the fastest of the repetitions (bench/portable.sh compares the fastest).
  * Effective GFLOP/s counts direct-convolution FLOPs (2 * Cin * Cout * 9 * H
  * * W per image and conv; backward = 2x forward) over the measured time. */
 #define _POSIX_C_SOURCE 200809L
@@ -159,6 +161,8 @@ int main(int argc, char **argv)
     double f = median(b0->tf, reps), b = median(b0->tb, reps);
     printf("process CPU time (all threads): forward %.3f s, forward+backward %.3f s\n", median(b0->cf, reps),
            median(b0->cb, reps));
+    /* median() sorted them: [0] is the fastest, the one other programs disturbed least */
+    printf("process CPU time, fastest repetition: forward %.3f s, forward+backward %.3f s\n", b0->cf[0], b0->cb[0]);
     double gemm = sgemm_rate(nf, H * H, 9 * nf, reps);
     printf("network nf %d, %dx%dx%d, batch %d, norm %s: %.2f GFLOP forward per image (direct convolution)\n", nf, C,
            H, H, N, norm_kind_name(m0->cfg.norm), conv_flops / 1e9);
