@@ -20,6 +20,9 @@
 #ifndef NCSN_SCRIPTS_DIR
 #define NCSN_SCRIPTS_DIR "scripts"
 #endif
+#ifndef NCSN_SCRIPTS_REL
+#define NCSN_SCRIPTS_REL "../share/ncsn-mpi/scripts"
+#endif
 
 extern char **environ;
 
@@ -98,6 +101,26 @@ static const char *last_line(char *text)
     return nl ? nl + 1 : text;
 }
 
+/* path = ncsn_eval.py in NCSN_SCRIPTS_REL from the executable's directory
+ * when it is there (an installed ncsn), else in the source tree's scripts/. */
+static void default_script(char *path, size_t cap)
+{
+    char exe[4096];
+    struct stat st;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = NULL;
+    if (n > 0) {
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+    }
+    if (slash) {
+        *slash = '\0';
+        snprintf(path, cap, "%s/%s/ncsn_eval.py", exe, NCSN_SCRIPTS_REL);
+        if (stat(path, &st) == 0) return;
+    }
+    snprintf(path, cap, "%s/ncsn_eval.py", NCSN_SCRIPTS_DIR);
+}
+
 int evaluator_init(Evaluator *e, const char *eval_data, const char *train_data, const char *dataset,
                    char *err, size_t cap)
 {
@@ -107,8 +130,10 @@ int evaluator_init(Evaluator *e, const char *eval_data, const char *train_data, 
     e->dataset = dataset;
     const char *py = getenv("NCSN_PYTHON"), *dir = getenv("NCSN_SCRIPTS");
     snprintf(e->python, sizeof e->python, "%s", py && *py ? py : "/usr/bin/python3");
-    snprintf(e->script, sizeof e->script, "%s/ncsn_eval.py", dir && *dir ? dir : NCSN_SCRIPTS_DIR);
-    const char *where = dir && *dir ? "$NCSN_SCRIPTS" : "the build's scripts directory; set NCSN_SCRIPTS to another";
+    if (dir && *dir) snprintf(e->script, sizeof e->script, "%s/ncsn_eval.py", dir);
+    else default_script(e->script, sizeof e->script);
+    const char *where = dir && *dir ? "$NCSN_SCRIPTS" : "the installed or the build's scripts directory; set "
+                                                        "NCSN_SCRIPTS to another";
     struct stat st;
     if (stat(e->script, &st) != 0 || !S_ISREG(st.st_mode)) {
         snprintf(err, cap, "--eval-data: the evaluation script %s does not exist (%s)", e->script, where);

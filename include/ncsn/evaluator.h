@@ -4,7 +4,8 @@
  *   PYTHON SCRIPTS/ncsn_eval.py SAMPLES --data EVAL --dataset NAME --fd
  *          --train-data TRAIN --json JSON
  * with PYTHON = $NCSN_PYTHON (default /usr/bin/python3) and SCRIPTS =
- * $NCSN_SCRIPTS (default: the source tree's scripts/ at build time), and
+ * $NCSN_SCRIPTS (default: ../share/ncsn-mpi/scripts from the executable's
+ * directory when installed there, else the source tree's scripts/), and
  * reads a few numbers of its JSON object. Only rank 0 calls these. */
 #ifndef NCSN_EVALUATOR_H
 #define NCSN_EVALUATOR_H
