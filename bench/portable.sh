@@ -7,16 +7,18 @@
 # Configures and builds both variants, each in its own build directory
 # (PORTABLE_BUILD, default build/; NATIVE_BUILD, default build-native/;
 # an existing build is brought up to date), then runs bench/bench_net of
-# each in turn, ROUNDS times, the order swapped every round. bench_net times,
-# on the default network (nf 128, 3 x 32 x 32, batch 8):
+# both at the same time, one process each, ROUNDS times: on a machine that
+# others share, the two then see the same load, which changes from minute
+# to minute (run one after the other, a build's time varied by 20 % from
+# round to round). bench_net times, on the default network (nf 128,
+# 3 x 32 x 32, batch 8):
 #   sampling step:  the forward pass, the network's share of a Langevin step
 #   training step:  the forward and backward passes of the DSM loss (Adam,
 #                   an element-wise pass over the parameters, is left out)
-# in process CPU time (other programs on a shared machine disturb it less
-# than wall time), REPS repetitions per run. Printed: portable / native of
-# the fastest repetition over all rounds (the time least disturbed by other
-# programs; 1.00 = the same speed, 1.05 = the portable build 5 % slower),
-# and beside it the median over rounds of the ratio within a round.
+# in process CPU time, REPS repetitions per run, and prints the fastest.
+# Printed: the median over rounds of portable / native within a round
+# (1.00 = the same speed, 1.05 = the portable build 5 % slower), each
+# round's ratio, and the ratio of the fastest times over all rounds.
 #
 # --quick: nf 32, 2 rounds of 2 repetitions (a smoke test of the script).
 # Environment: ROUNDS (5), REPS (3), OMP_NUM_THREADS (1),
@@ -69,8 +71,9 @@ echo "network nf $NF, 3 x 32 x 32, batch 8, OMP_NUM_THREADS=$OMP_NUM_THREADS," \
     "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; $ROUNDS rounds of $REPS repetitions"
 grep -m1 "^OpenBLAS kernels:" <("$WORK/native" 8 3 8 1 1 2>&1) || true
 for r in $(seq 1 "$ROUNDS"); do
-    if [ $((r % 2)) = 1 ]; then order="native portable"; else order="portable native"; fi
-    for v in $order; do run "$v" "$r"; done
+    run native "$r" &
+    run portable "$r"
+    wait $! || exit 1
     read -r nf nb <"$WORK/native.$r"
     read -r pf pb <"$WORK/portable.$r"
     printf '  round %d: CPU s native %s / %s, portable %s / %s (sampling / training step)\n' "$r" "$nf" "$nb" "$pf" "$pb"
@@ -84,6 +87,6 @@ for i, name in enumerate(["sampling step (forward)", "training step (forward+bac
     nat = [times("native", r)[i] for r in range(1, rounds + 1)]
     por = [times("portable", r)[i] for r in range(1, rounds + 1)]
     q = [p / n for p, n in zip(por, nat)]
-    print(f"portable / native, {name}: {min(por) / min(nat):.3f} fastest over all rounds "
-          f"({min(por):.3f} s / {min(nat):.3f} s); median of the rounds' ratios {statistics.median(q):.3f}")
+    print(f"portable / native, {name}: {statistics.median(q):.3f} (median of the rounds: "
+          f"{', '.join(f'{x:.3f}' for x in q)}; fastest over all rounds {min(por) / min(nat):.3f})")
 PY
