@@ -15,7 +15,7 @@
 
 #include "ncsn/ops.h"
 
-char *openblas_get_corename(void);
+char *openblas_get_corename(void) __attribute__((weak)); /* NULL with another BLAS: nothing to do */
 
 static int is_fallback(const char *core)
 {
@@ -36,6 +36,7 @@ static const char *best_core(void)
 
 void ops_choose_blas_kernels(char **argv)
 {
+    if (!openblas_get_corename) return;
     const char *core = openblas_get_corename();
     const char *want = best_core();
     if (!core || !want || !is_fallback(core)) return;
@@ -57,7 +58,7 @@ const char *ops_blas_kernels_note(void)
 {
     static char note[160];
     const char *was = getenv("NCSN_BLAS_REEXEC");
-    if (!was) return NULL;
+    if (!was || !openblas_get_corename) return NULL;
     snprintf(note, sizeof note, "OpenBLAS kernels: %s (it had picked %s, which does not fit this CPU; set "
              "OPENBLAS_CORETYPE to choose)", openblas_get_corename(), was);
     return note;

@@ -5,7 +5,9 @@
 
 #include "ncsn/ops.h"
 
-void openblas_set_num_threads(int n);
+/* OpenBLAS's; weak, so that another BLAS links too (it must then be a
+ * sequential one, such as MKL's sequential layer: see the README). */
+void openblas_set_num_threads(int n) __attribute__((weak));
 
 static int g_threads; /* 0: not chosen yet */
 
@@ -26,7 +28,7 @@ int ops_set_threads(int n)
     }
     g_threads = n;
     omp_set_num_threads(n);
-    openblas_set_num_threads(1); /* every BLAS call runs inside one of our threads */
+    if (openblas_set_num_threads) openblas_set_num_threads(1); /* every BLAS call runs inside one of our threads */
     return n;
 }
 
