@@ -130,7 +130,8 @@ int cmd_sample(const Options *o)
     S.img = (Shape){1, m.cfg.in_channels, (int)H, (int)W};
     char sampler_desc[512];
     SamplerOptions so = {.kind = o->sampler, .steps_each = o->steps_each,
-                         .steps_each_given = opt_given(o, "steps-each"), .step_lr = o->step_lr, .prefix = ""};
+                         .steps_each_given = opt_given(o, "steps-each"), .step_lr = o->step_lr,
+                         .step_lr_given = opt_given(o, "step-lr"), .prefix = ""};
     sampler_setup(&S, &so, m.sigmas, L, sampler_desc, sizeof sampler_desc);
     S.clip = !o->no_clip;
     S.denoise = o->denoise;

@@ -701,6 +701,7 @@ int cmd_train(const Options *o)
         .every = o->sample_every, .n = o->sample_n,
         .sampler = {.kind = o->sample_sampler, .steps_each = o->sample_steps_each,
                     .steps_each_given = opt_given(o, "sample-steps-each"), .step_lr = o->sample_step_lr,
+                    .step_lr_given = opt_given(o, "sample-step-lr"),
                     .prefix = "sample-"},
         .clip = !o->sample_no_clip, .seed = o->seed, .use_ema = t.opt.ema != NULL, .run_dir = o->run_dir,
         .eval_data = o->eval_data, .train_data = o->data, .dataset = o->dataset};
