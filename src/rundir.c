@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ncsn/atomic_file.h"
 #include "ncsn/common.h"
 
 /* mkdir -p; 0, or -1 with the OS reason in err. */
@@ -183,11 +184,7 @@ void rundir_set_latest(const char *dir, long step)
     unlink(tmp);
     CHECK(symlink(target, tmp) == 0, "cannot create symlink %s: %s", tmp, strerror(errno));
     CHECK(rename(tmp, link) == 0, "cannot rename %s to %s: %s", tmp, link, strerror(errno));
-    int dfd = open(dir, O_RDONLY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    dir_sync(dir);
 }
 
 void rundir_prune(const char *dir, int keep, const long *milestones, int n_milestones)

@@ -113,7 +113,7 @@ int cmd_sample(const Options *o)
     if (o->use_ema) {
         if (!h5_exists(mf, "/ema"))
             ncsn_die_usage("%s: --ema: the file has no /ema group (train with --ema RATE)", o->model);
-        ckpt_read_weights(mf, o->model, "/ema", &m, m.params);
+        ckpt_load_group(mf, o->model, "/ema", &m, m.params);
     }
     H5Fclose(mf);
     model_drop_grads(&m);

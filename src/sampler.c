@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ncsn/atomic_file.h"
 #include "ncsn/common.h"
 #include "ncsn/h5util.h"
 #include "ncsn/ckpt.h"

@@ -378,15 +378,7 @@ static void write_final_model(Trainer *t, long step)
     if (t->dist.rank != 0) return;
     char path[4096];
     snprintf(path, sizeof path, "%s/model.h5", t->o->run_dir);
-    AtomicH5 res;
-    hid_t f = atomic_h5_begin(&res, path);
-    ckpt_write_weights(f, "/model", &t->model, t->model.params);
-    hid_t g = H5Gopen2(f, "/model", H5P_DEFAULT);
-    int st = (int)step;
-    h5_attr_write_int(g, "step", 1, &st);
-    H5Gclose(g);
-    if (t->opt.ema) ckpt_write_weights(f, "/ema", &t->model, t->opt.ema);
-    atomic_h5_commit(&res);
+    ckpt_save_model(path, &t->model, t->model.params, t->opt.ema, step);
     printf("wrote %s%s\n", path, t->opt.ema ? " (with EMA weights in /ema)" : "");
 }
 
@@ -397,7 +389,7 @@ static void dump_grads(Trainer *t, long step)
     char path[4200];
     snprintf(path, sizeof path, "%s/grad-%08ld.h5", t->o->dump_grads, step);
     hid_t f = h5_create(path);
-    ckpt_write_weights(f, "/grad", &t->model, t->model.grads);
+    ckpt_write_weights(f, "/grad", &t->model, t->model.grads, -1);
     h5_close_written(f);
 }
 
