@@ -158,22 +158,32 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-int rundir_list_ckpts(const char *dir, long *steps, int cap)
+int rundir_list_ckpts(const char *dir, long **steps)
 {
+    long *v = NULL;
+    int n = 0, cap = 0;
     DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0;
     struct dirent *e;
-    while ((e = readdir(d)) && n < cap) {
+    while (d && (e = readdir(d))) {
         long step;
         char tail[8];
-        if (sscanf(e->d_name, "ckpt-%ld.h%7s", &step, tail) == 2 && strcmp(tail, "5") == 0)
-            steps[n++] = step;
+        if (sscanf(e->d_name, "ckpt-%ld.h%7s", &step, tail) != 2 || strcmp(tail, "5") != 0) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            long *grown = realloc(v, (size_t)cap * sizeof *v);
+            CHECK(grown, "out of memory listing the checkpoints of %s", dir);
+            v = grown;
+        }
+        v[n++] = step;
     }
-    closedir(d);
-    qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
+    if (d) closedir(d);
+    if (n > 0) qsort(v, (size_t)n, sizeof *v, cmp_desc);
+    if (steps) *steps = v;
+    else free(v);
     return n;
 }
+
+int rundir_count_ckpts(const char *dir) { return rundir_list_ckpts(dir, NULL); }
 
 void rundir_set_latest(const char *dir, long step)
 {
@@ -189,8 +199,8 @@ void rundir_set_latest(const char *dir, long step)
 
 void rundir_prune(const char *dir, int keep, const long *milestones, int n_milestones)
 {
-    long steps[4096];
-    int n = rundir_list_ckpts(dir, steps, 4096);
+    long *steps = NULL;
+    int n = rundir_list_ckpts(dir, &steps);
     for (int i = keep; i < n; i++) {
         int milestone = 0;
         for (int k = 0; k < n_milestones; k++) milestone |= milestones[k] == steps[i];
@@ -199,6 +209,7 @@ void rundir_prune(const char *dir, int keep, const long *milestones, int n_miles
         rundir_ckpt_path(path, sizeof path, dir, steps[i]);
         unlink(path);
     }
+    free(steps);
 }
 
 /* A row: an integer step, a comma, and the line's newline (a line cut off

@@ -17,6 +17,7 @@
 #include "ncsn/memcheck.h"
 #include "ncsn/png.h"
 #include "ncsn/sampler.h"
+#include "ncsn/startup.h"
 
 /* Reads a [n or 1, C, H, W] float tensor `name` of `path`. */
 static float *read_images(const char *path, const char *name, const Sampler *S, long *n_out, int allow_one)
@@ -92,7 +93,7 @@ static void check_memory(const Sampler *S, const Model *m, const Dist *d)
 int cmd_sample(const Options *o)
 {
     Dist dist;
-    dist_init(&dist, NULL, NULL);
+    startup_ranks(&dist);
     h5_quiet();
     ncsn_set_collective(1); /* every rank validates the same options and files */
     if (!o->model) ncsn_die_usage("ncsn sample: option --model is required");

@@ -30,8 +30,10 @@ int rundir_lock(const char *dir, char *err, size_t cap);
 /* Removes DIR/.lock and lets go of it (nothing for fd < 0). */
 void rundir_unlock(const char *dir, int fd);
 void rundir_ckpt_path(char *out, size_t cap, const char *dir, long step);
-/* Steps of the checkpoints present, newest first; returns the count. */
-int rundir_list_ckpts(const char *dir, long *steps, int cap);
+/* Steps of the checkpoints present, newest first, in *steps (free it;
+ * steps NULL: only counted); returns the count. */
+int rundir_list_ckpts(const char *dir, long **steps);
+int rundir_count_ckpts(const char *dir);
 /* Points latest.h5 at ckpt-<step>.h5 atomically. */
 void rundir_set_latest(const char *dir, long step);
 /* Deletes all but the `keep` newest checkpoints, never a milestone. */
