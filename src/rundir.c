@@ -67,6 +67,27 @@ void rundir_prepare(const char *dir)
         ncsn_die_usage("%s", err);
 }
 
+/* Under the lock: says when the file named a holder that is gone, then
+ * names this process in it. 0, or -1 with err. */
+static int take_lock_file(int fd, const char *path, char *err, size_t cap)
+{
+    char held[512] = "", who[256] = "?", host[256] = "?", line[512];
+    long pid = 0;
+    ssize_t got = pread(fd, held, sizeof held - 1, 0);
+    held[got > 0 ? got : 0] = '\0';
+    if (sscanf(held, "pid %ld host %255s", &pid, who) == 2) {
+        printf("taking over %s: its holder (PID %ld on host %s) is gone\n", path, pid, who);
+        fflush(stdout);
+    }
+    gethostname(host, sizeof host - 1);
+    int n = snprintf(line, sizeof line, "pid %ld host %s\n", (long)getpid(), host);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n || fsync(fd) != 0) {
+        snprintf(err, cap, "%s: cannot write: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* flock, not fcntl: an fcntl lock is dropped when the process closes any
  * descriptor of the file, a flock lock only with its own descriptor (or the
  * process). The descriptor is close-on-exec so the evaluation scripts rank 0
@@ -75,14 +96,12 @@ void rundir_prepare(const char *dir)
  * again, so two runs never hold two different files. */
 int rundir_lock(const char *dir, char *err, size_t cap)
 {
-    char path[4200], host[256] = "?";
-    char why[4400];
+    char path[4200], why[4400];
     if (make_dirs(dir, why, sizeof why) != 0) {
         snprintf(err, cap, "--run-dir %s: %s", dir, why);
         return -1;
     }
     snprintf(path, sizeof path, "%s/.lock", dir);
-    gethostname(host, sizeof host - 1);
     for (int attempt = 0; attempt < 100; attempt++) {
         int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) {
@@ -115,16 +134,7 @@ int rundir_lock(const char *dir, char *err, size_t cap)
             continue;
         }
         /* Read again under the lock: the first read may have raced a release. */
-        got = pread(fd, held, sizeof held - 1, 0);
-        held[got > 0 ? got : 0] = '\0';
-        if (sscanf(held, "pid %ld host %255s", &pid, who) == 2) {
-            printf("taking over %s: its holder (PID %ld on host %s) is gone\n", path, pid, who);
-            fflush(stdout);
-        }
-        char line[512];
-        int n = snprintf(line, sizeof line, "pid %ld host %s\n", (long)getpid(), host);
-        if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n || fsync(fd) != 0) {
-            snprintf(err, cap, "%s: cannot write: %s", path, strerror(errno));
+        if (take_lock_file(fd, path, err, cap) != 0) {
             close(fd);
             return -1;
         }
