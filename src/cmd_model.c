@@ -1,4 +1,4 @@
-/* cmd_net.c: the subcommands that work on one network without MPI:
+/* cmd_model.c: the subcommands that work on one model file without MPI:
  * init, info, score and grad (DESIGN.md 5). score and grad are how users and
  * tests compare the network with other implementations. */
 #define _POSIX_C_SOURCE 200809L
