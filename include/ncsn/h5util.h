@@ -1,9 +1,10 @@
 /* h5util.h: small HDF5 helpers that validate at the border.
  *
  * Every reader checks that the object exists and has the expected class,
- * rank and shape, and on failure exits with status 2 and one line naming
- * the file, the dataset and what was expected. HDF5's own error stack
- * printing is turned off by h5_quiet(). */
+ * rank and shape; on failure the h5_try_ readers return -1 with one line
+ * naming the file, the dataset and what was expected, and the others exit
+ * with status 2 and that line. HDF5's own error stack printing is turned
+ * off by h5_quiet(). */
 #ifndef NCSN_H5UTIL_H
 #define NCSN_H5UTIL_H
 
