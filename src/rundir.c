@@ -97,6 +97,11 @@ static int take_lock_file(int fd, const char *path, char *err, size_t cap)
 int rundir_lock(const char *dir, char *err, size_t cap)
 {
     char path[4200], why[4400];
+    if (strlen(dir) > RUNDIR_MAX_NAME) {
+        snprintf(err, cap, "--run-dir %.64s...: names of more than %d characters are not supported", dir,
+                 RUNDIR_MAX_NAME);
+        return -1;
+    }
     if (make_dirs(dir, why, sizeof why) != 0) {
         snprintf(err, cap, "--run-dir %s: %s", dir, why);
         return -1;
