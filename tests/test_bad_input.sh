@@ -233,7 +233,7 @@ if mount -t tmpfs -o ro tmpfs "$W/ro" 2>/dev/null; then
     expect "train: --run-dir on a read-only mount" "$W/ro/.lock: cannot write in the run directory: Read-only file system" "" -- "$NCSN" train --data "$W/d_good.h5" "${T[@]}" --run-dir "$W/ro"
     umount "$W/ro"
 else
-    echo "note: no read-only mount here (mount -t tmpfs -o ro failed); those two checks skipped"
+    echo "note: no read-only mount here (mount -t tmpfs -o ro failed); those two checks skipped"; skipped=1
 fi
 
 # The plane head and its floor are part of the model: info shows them, and a
@@ -280,5 +280,7 @@ expect "train: resume with another --sigma-begin" "its noise levels are 1 .. 0.1
 expect "train: resume with another norm" "/model norm is cin++ in the checkpoint but cin in this run" "" -- \
     "$NCSN" train "${Q[@]}" --steps 4 --resume "$W/cinpp/latest.h5"
 
-[ $failed -eq 0 ] && echo "bad_input: all checks passed"
-exit $failed
+[ $failed -eq 0 ] || exit $failed
+# A check left out for a missing facility makes the test a skip, not a pass.
+[ "${skipped:-0}" -eq 0 ] || { echo "SKIP: the read-only mount checks could not run"; exit 77; }
+echo "bad_input: all checks passed"

@@ -24,7 +24,7 @@ docs/quality.md has the measurements behind each choice. Then:
 
 (a) at each noise level, on 200 points x = mu_k + sigma z (the distribution
     the loss trains on), the relative error |s_net - s|/|s| of the learned
-    score must stay below SCORE_TOL = 0.6. The zero score has error 1.0;
+    score must stay below SCORE_TOL = 0.5. The zero score has error 1.0;
     measured: 0.03 at the largest level rising to 0.43 at the smallest
     (the default network: 0.22 to 0.52). The script also prints
     the error of the score of one Gaussian fitted to the data.
@@ -73,7 +73,7 @@ MODEL = os.environ.get("NCSN_MIXTURE_MODEL")  # an existing model: skip training
 TRAIN_ARGS = os.environ.get("NCSN_MIXTURE_TRAIN_ARGS", "--plane-head --grad-clip 200").split()
 SAMPLE_ARGS = os.environ.get("NCSN_MIXTURE_SAMPLE_ARGS", "--no-clip").split()
 CHI2_CRIT = 9.21  # chi-square, 2 degrees of freedom, 1 %
-SCORE_TOL = 0.6   # every level; the zero score has 1.0
+SCORE_TOL = 0.5   # every level; the zero score has 1.0; measured worst 0.43
 
 H = W = 8
 yy, xx = np.mgrid[0:H, 0:W] / 7.0

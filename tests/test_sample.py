@@ -15,9 +15,10 @@ Checks:
   (a) /samples and /trajectory against the reference, clip on and off, a
       1-channel square and a 3-channel non-square configuration:
       max|x_c - x_ref| / max|x_ref| <= REL_TOL (see below);
-  (b) 1 rank, 2 ranks and other --micro-batch values give bitwise identical
-      samples and trajectories (also with inpainting and a per-sample mask,
-      and with --n 1 on 2 ranks, where rank 0 has no sample);
+  (b) 1, 2, 3 and 4 ranks (oversubscribed) and other --micro-batch values
+      give bitwise identical samples and trajectories (also with inpainting
+      and a per-sample mask; 7 samples split unevenly; and --n 1 on 2 and 4
+      ranks, --n 2 on 3 and 4, where some ranks hold no sample);
   (c) clip: every sample in [-1, 1]; --no-clip with a large step: some
       outside; --denoise against the reference (clip on and off);
   (d) --init: with --steps-each 1 and a tiny --step-lr the samples equal the
@@ -588,7 +589,7 @@ def check_ranks(binary, wd, cfg):
              ("denoise no-clip normal", ["--denoise", "--no-clip", "--init-dist", "normal"])]
     for label, extra in cases:
         runs = {}
-        for ranks, mb in ((1, 16), (1, 2), (2, 3), (2, 1)):
+        for ranks, mb in ((1, 16), (1, 2), (2, 3), (2, 1), (3, 16), (4, 1)):
             s, traj, _ = sample(binary, path, out, n, H, W, T, lr, 99,
                                 list(extra) + ["--trajectory", "--micro-batch", mb], ranks=ranks)
             runs[(ranks, mb)] = (s, traj)
@@ -597,13 +598,15 @@ def check_ranks(binary, wd, cfg):
             check(np.array_equal(s, base[0]) and np.array_equal(traj, base[1]),
                   f"{label}: {key[0]} rank(s) --micro-batch {key[1]} differs from 1 rank --micro-batch 16 "
                   f"(max diff {np.abs(s - base[0]).max():.2e})")
-        print(f"  ranks/micro-batch ({label}): 1x16, 1x2, 2x3, 2x1 bitwise identical "
-              f"(samples and trajectory)")
-    # Fewer samples than ranks: rank 0 holds none.
-    one = [sample(binary, path, out, 1, H, W, T, lr, 99, ["--trajectory"], ranks=r) for r in (1, 2)]
-    check(np.array_equal(one[0][0], one[1][0]) and np.array_equal(one[0][1], one[1][1]),
-          "--n 1: 2 ranks differ from 1 rank")
-    print("  --n 1 on 2 ranks (rank 0 idle) == 1 rank")
+        print(f"  ranks/micro-batch ({label}): 1x16, 1x2, 2x3, 2x1, 3x16, 4x1 bitwise identical "
+              f"(samples and trajectory; 7 samples split 2+2+3 and 1+2+2+2)")
+    # Fewer samples than ranks: some ranks hold none.
+    for n_few, rank_counts in ((1, (1, 2, 4)), (2, (1, 3, 4))):
+        got = [sample(binary, path, out, n_few, H, W, T, lr, 99, ["--trajectory"], ranks=r) for r in rank_counts]
+        for r, g in zip(rank_counts[1:], got[1:]):
+            check(np.array_equal(got[0][0], g[0]) and np.array_equal(got[0][1], g[1]),
+                  f"--n {n_few}: {r} ranks differ from 1 rank")
+        print(f"  --n {n_few} on {', '.join(map(str, rank_counts[1:]))} ranks (idle ranks) == 1 rank")
 
 
 def check_clip_and_init(binary, wd, cfg):
