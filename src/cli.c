@@ -231,6 +231,7 @@ int opt_given(const Options *o, const char *name)
 static void parse(Options *o, const Command *c, int argc, char **argv)
 {
     for (const OptSpec *s = c->opts; s->name; s++) {
+        CHECK(s - c->opts < OPT_MAX, "option table of %s: more than OPT_MAX (%d) options", c->name, OPT_MAX);
         if (s->type == OPT_INT || s->type == OPT_DOUBLE) range_of(s); /* every number has a range */
         if (s->def) set_value(o, s, s->def);
     }
@@ -265,7 +266,7 @@ static void parse(Options *o, const Command *c, int argc, char **argv)
             value = argv[++i];
         }
         set_value(o, s, value);
-        if (o->n_given < 64) o->given[o->n_given++] = s->name;
+        if (!opt_given(o, s->name)) o->given[o->n_given++] = s->name;
     }
 }
 
@@ -397,12 +398,23 @@ size_t opt_format(const Options *o, char *buf, size_t cap)
 {
     size_t k = 0;
     if (!g_cmd) return 0;
-    for (const OptSpec *s = g_cmd->opts; s->name && k < cap; s++) {
-        k += (size_t)snprintf(buf + k, cap - k, "%s=", s->name);
-        if (k < cap) k += format_value(o, s, buf + k, cap - k);
-        if (k < cap) k += (size_t)snprintf(buf + k, cap - k, "\n");
+#define AT (k < cap ? buf + k : NULL), (k < cap ? cap - k : 0)
+    for (const OptSpec *s = g_cmd->opts; s->name; s++) {
+        k += (size_t)snprintf(AT, "%s=", s->name);
+        k += format_value(o, s, AT);
+        k += (size_t)snprintf(AT, "\n");
     }
+#undef AT
     return k;
+}
+
+char *opt_format_alloc(const Options *o)
+{
+    size_t n = opt_format(o, NULL, 0) + 1;
+    char *text = xmalloc(n);
+    text[0] = '\0';
+    opt_format(o, text, n);
+    return text;
 }
 
 void opt_print(const Options *o, FILE *f)

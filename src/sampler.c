@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ncsn/atomic_file.h"
 #include "ncsn/common.h"
 #include "ncsn/h5util.h"
 #include "ncsn/ckpt.h"
@@ -114,6 +115,28 @@ static void heun_step(Model *m, ModelRun *run, float *x, float *x_e, float *scor
 
 /* Runs samples [k0, k0 + nb) to the end; traj [L, n_local, ...] rows at
  * offset `row` get the state after each level when not NULL. */
+/* x [nb, C, H, W]: the starting state of samples k0 .. k0+nb-1. */
+static void initial_state(const Sampler *S, float *x, long k0, long nb, size_t per)
+{
+    for (long b = 0; b < nb; b++) {
+        long k = k0 + b;
+        if (S->init) memcpy(x + b * per, S->init + (size_t)k * per, per * sizeof(float));
+        else if (S->normal_init) rng_fill_normal(x + b * per, per, S->seed, RNG_SAMPLE_INIT, 0, (uint32_t)k);
+        else rng_fill_uniform(x + b * per, per, S->seed, RNG_SAMPLE_INIT, 0, (uint32_t)k, -1.0f, 1.0f);
+    }
+}
+
+/* held [nb, C, H, W]: the known image plus noise of level i (sigma). */
+static void known_at_level(const Sampler *S, float *held, long k0, long nb, size_t per, int i, double sigma)
+{
+    for (long b = 0; b < nb; b++) {
+        long k = k0 + b;
+        const float *kn = S->known + (S->n_known == 1 ? 0 : (size_t)k * per);
+        rng_fill_normal(held + b * per, per, S->seed, RNG_INPAINT, (uint32_t)i, (uint32_t)k);
+        for (size_t j = 0; j < per; j++) held[b * per + j] = kn[j] + (float)sigma * held[b * per + j];
+    }
+}
+
 static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long k0, long nb,
                       float *traj, long n_local, long row, SampleProgress *prog)
 {
@@ -126,24 +149,14 @@ static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long 
     float *held = S->mask ? xmalloc((size_t)nb * per * sizeof(float)) : NULL;
     float *x_e = S->kind == SAMPLER_HEUN ? xmalloc((size_t)nb * per * sizeof(float)) : NULL;
     int *labels = xmalloc((size_t)nb * sizeof(int));
-    for (long b = 0; b < nb; b++) {
-        long k = k0 + b;
-        if (S->init) memcpy(x + b * per, S->init + (size_t)k * per, per * sizeof(float));
-        else if (S->normal_init) rng_fill_normal(x + b * per, per, S->seed, RNG_SAMPLE_INIT, 0, (uint32_t)k);
-        else rng_fill_uniform(x + b * per, per, S->seed, RNG_SAMPLE_INIT, 0, (uint32_t)k, -1.0f, 1.0f);
-    }
+    initial_state(S, x, k0, nb, per);
     double sig_last = m->sigmas[L - 1];
     for (int i = 0; i < L; i++) {
         double sigma = m->sigmas[i];
         LevelStep st = level_step(S, m->sigmas, L, i);
         for (long b = 0; b < nb; b++) labels[b] = i;
         if (held) {
-            for (long b = 0; b < nb; b++) {
-                long k = k0 + b;
-                const float *kn = S->known + (S->n_known == 1 ? 0 : (size_t)k * per);
-                rng_fill_normal(held + b * per, per, S->seed, RNG_INPAINT, (uint32_t)i, (uint32_t)k);
-                for (size_t j = 0; j < per; j++) held[b * per + j] = kn[j] + (float)sigma * held[b * per + j];
-            }
+            known_at_level(S, held, k0, nb, per, i, sigma);
             hold_known(S, x, held, k0, nb);
         }
         if (S->kind == SAMPLER_HEUN) {
