@@ -112,7 +112,7 @@ static const Command COMMANDS[] = {
     {"score", SCORE_OPTS, cmd_score, "write s(x, labels) for /x and /labels of an input file"},
     {"grad", SCORE_OPTS, cmd_grad, "write the DSM loss and its gradient for /x, /labels, /noise"},
     {"train", TRAIN_OPTS, cmd_train, "train with annealed DSM (under mpirun/srun for many ranks)"},
-    {"sample", SAMPLE_OPTS, cmd_sample, "annealed Langevin or consistent annealed sampling (under mpirun/srun for many ranks)"},
+    {"sample", SAMPLE_OPTS, cmd_sample, "annealed Langevin, consistent annealed or Heun sampling (under mpirun/srun for many ranks)"},
     {NULL, NULL, NULL, NULL}};
 
 static const Command *g_cmd;

@@ -1,6 +1,6 @@
 /* sampler.c: see sampler.h. The three samplers.
  *
- * Both make, at level i, T updates x <- x + a_i s(x, i) + c_i z:
+ * ALS and CAS make, at level i, T updates x <- x + a_i s(x, i) + c_i z:
  *   ALS: T = steps_each, a_i = eps sigma_i^2/sigma_L^2, c_i = sqrt(2 a_i);
  *   CAS: T = 1, a_i = eta sigma_i^2 with eta = eps/sigma_L^2, and
  *        c_i = beta_i sigma_{i+1}, beta_i = sqrt(1 - ((1 - eta)/gamma_i)^2),
@@ -27,7 +27,6 @@
 #include "ncsn/atomic_file.h"
 #include "ncsn/common.h"
 #include "ncsn/h5util.h"
-#include "ncsn/ckpt.h"
 #include "ncsn/noise_rules.h"
 #include "ncsn/rng.h"
 
@@ -113,8 +112,6 @@ static void heun_step(Model *m, ModelRun *run, float *x, float *x_e, float *scor
     for (size_t j = 0; j < n; j++) x[j] += 0.5f * a2 * score[j];
 }
 
-/* Runs samples [k0, k0 + nb) to the end; traj [L, n_local, ...] rows at
- * offset `row` get the state after each level when not NULL. */
 /* x [nb, C, H, W]: the starting state of samples k0 .. k0+nb-1. */
 static void initial_state(const Sampler *S, float *x, long k0, long nb, size_t per)
 {
@@ -137,6 +134,8 @@ static void known_at_level(const Sampler *S, float *held, long k0, long nb, size
     }
 }
 
+/* Runs samples [k0, k0 + nb) to the end; traj [L, n_local, ...] rows at
+ * offset `row` get the state after each level when not NULL. */
 static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long k0, long nb,
                       float *traj, long n_local, long row, SampleProgress *prog)
 {
