@@ -23,7 +23,9 @@
 #   longer       + twice the steps
 #   wider        + twice nf
 #   all          every lever together (plane head, cin++, the rules, CAS)
-#   quickstart   the quick start's recipe: all but cin++
+#   quickstart   the quick start's recipe: all but cin++, with the cosine learning rate
+#   qs-2x qs-4x  the quick start's recipe with 2x and 4x the steps (its cosine
+#                stretched to match): the distance against training minutes
 # ROWS_28 (rows at 28x28; default: seed all). Output:
 # OUT_DIR/<size>/<row>/{samples.h5,samples.png,eval.json,...}, training runs
 # in OUT_DIR/<size>/runs/<name>, and the table in OUT_DIR/table.txt.
@@ -82,9 +84,11 @@ run_size() { # SIZE: trains, samples and evaluates every row at that size
         [longer]="longer|--num-classes 10 --steps $((2 * STEPS))|${SEED_SAMPLE[*]}"
         [wider]="wider|--num-classes 10 --nf $((2 * NF))|${SEED_SAMPLE[*]}"
         [all]="all|--plane-head --grad-clip 200 --norm cin++|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
-        [quickstart]="qs|--plane-head --grad-clip 200|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [quickstart]="qs|--plane-head --grad-clip 200 --lr-schedule cosine|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [qs-2x]="qs2x|--plane-head --grad-clip 200 --lr-schedule cosine --steps $((2 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [qs-4x]="qs4x|--plane-head --grad-clip 200 --lr-schedule cosine --steps $((4 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
     )
-    ORDER=(seed ema-warmup plane-head ph-clamp cin++ rules cas longer wider all quickstart)
+    ORDER=(seed ema-warmup plane-head ph-clamp cin++ rules cas longer wider all quickstart qs-2x qs-4x)
     local rows
     if [ "$SIZE" = 16 ]; then rows=(${ROWS:-${ORDER[@]}}); else rows=(${ROWS_28:-seed all}); fi
 

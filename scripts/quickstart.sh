@@ -36,10 +36,11 @@ $PY "$SRC/scripts/ncsn_convert.py" --format idx "$FM/t10k-images-idx3-ubyte.gz" 
 echo "== train: 2 ranks, nf $NF, $STEPS steps of $BATCH images (resumes if run again)"
 # The plane head lets the score see each image's mean and scale (a black
 # background); the noise levels follow NCSNv2's rules (none given: the
-# largest from the data, their number from the image size); EMA 0.999 with
-# its warm-up.
+# largest from the data, their number from the image size); the learning
+# rate falls as a half cosine to 0 at the last step; EMA 0.999 with its
+# warm-up.
 "${MPI[@]}" "$NCSN" train --data "$ROOT/train.h5" --run-dir "$ROOT/run" --in-channels 1 --nf "$NF" \
-    --plane-head --grad-clip 200 --batch "$BATCH" --steps "$STEPS" --lr 1e-3 --ema 0.999 \
+    --plane-head --grad-clip 200 --batch "$BATCH" --steps "$STEPS" --lr 1e-3 --lr-schedule cosine --ema 0.999 \
     --ckpt-every 200 --log-every 100
 
 echo "== sample: $SAMPLES samples on 2 ranks with the EMA weights (consistent annealed sampling)"

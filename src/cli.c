@@ -69,7 +69,7 @@ static const OptSpec TRAIN_OPTS[] = {
     {"dump-grads", OPT_STR, NULL, "debugging: write each step's summed gradient to DIR/grad-<step>.h5", F(dump_grads), NULL},
     {"sample-every", OPT_INT, "0", "every K steps write RUN_DIR/samples/step-<K>.png and .h5 (0: off)", F(sample_every), "[0,inf)"},
     {"sample-n", OPT_INT, "64", "samples per picture", F(sample_n), "[1,inf)"},
-    {"sample-sampler", OPT_STR, "als", "sampler of the pictures: als or cas (as ncsn sample --sampler)", F(sample_sampler), NULL},
+    {"sample-sampler", OPT_STR, "als", "sampler of the pictures: als, cas or heun (as ncsn sample --sampler)", F(sample_sampler), NULL},
     {"sample-steps-each", OPT_INT, "30", "Langevin steps per noise level of the pictures (als; cas takes 1)", F(sample_steps_each), "[1,inf)"},
     {"sample-step-lr", OPT_STR, "2e-5", "step size eps of the pictures, or auto (as ncsn sample --step-lr)", F(sample_step_lr), NULL},
     {"sample-no-clip", OPT_FLAG, NULL, "pictures: do not clamp to [-1, 1] after each step", F(sample_no_clip), NULL},
@@ -84,7 +84,7 @@ static const OptSpec SAMPLE_OPTS[] = {
     {"image-size", OPT_INT, "32", "height and width of the samples", F(image_size), "[1,4096]"},
     {"height", OPT_INT, NULL, "height (overrides --image-size)", F(height), "[1,4096]"},
     {"width", OPT_INT, NULL, "width (overrides --image-size)", F(width), "[1,4096]"},
-    {"sampler", OPT_STR, "als", "als (annealed Langevin) or cas (consistent annealed sampling)", F(sampler), NULL},
+    {"sampler", OPT_STR, "als", "als (annealed Langevin), cas (consistent annealed sampling) or heun (deterministic, probability-flow ODE)", F(sampler), NULL},
     {"steps-each", OPT_INT, "100", "Langevin steps per noise level (als; cas takes 1)", F(steps_each), "[1,inf)"},
     {"step-lr", OPT_STR, "2e-5", "step size eps at the smallest level, or auto (als: NCSNv2 technique 4)", F(step_lr), NULL},
     {"no-clip", OPT_FLAG, NULL, "do not clamp to [-1, 1] after each step", F(no_clip), NULL},
@@ -112,7 +112,7 @@ static const Command COMMANDS[] = {
     {"score", SCORE_OPTS, cmd_score, "write s(x, labels) for /x and /labels of an input file"},
     {"grad", SCORE_OPTS, cmd_grad, "write the DSM loss and its gradient for /x, /labels, /noise"},
     {"train", TRAIN_OPTS, cmd_train, "train with annealed DSM (under mpirun/srun for many ranks)"},
-    {"sample", SAMPLE_OPTS, cmd_sample, "annealed Langevin or consistent annealed sampling (under mpirun/srun for many ranks)"},
+    {"sample", SAMPLE_OPTS, cmd_sample, "annealed Langevin, consistent annealed or Heun sampling (under mpirun/srun for many ranks)"},
     {NULL, NULL, NULL, NULL}};
 
 static const Command *g_cmd;
@@ -231,6 +231,7 @@ int opt_given(const Options *o, const char *name)
 static void parse(Options *o, const Command *c, int argc, char **argv)
 {
     for (const OptSpec *s = c->opts; s->name; s++) {
+        CHECK(s - c->opts < OPT_MAX, "option table of %s: more than OPT_MAX (%d) options", c->name, OPT_MAX);
         if (s->type == OPT_INT || s->type == OPT_DOUBLE) range_of(s); /* every number has a range */
         if (s->def) set_value(o, s, s->def);
     }
@@ -265,7 +266,7 @@ static void parse(Options *o, const Command *c, int argc, char **argv)
             value = argv[++i];
         }
         set_value(o, s, value);
-        if (o->n_given < 64) o->given[o->n_given++] = s->name;
+        if (!opt_given(o, s->name)) o->given[o->n_given++] = s->name;
     }
 }
 
@@ -397,12 +398,23 @@ size_t opt_format(const Options *o, char *buf, size_t cap)
 {
     size_t k = 0;
     if (!g_cmd) return 0;
-    for (const OptSpec *s = g_cmd->opts; s->name && k < cap; s++) {
-        k += (size_t)snprintf(buf + k, cap - k, "%s=", s->name);
-        if (k < cap) k += format_value(o, s, buf + k, cap - k);
-        if (k < cap) k += (size_t)snprintf(buf + k, cap - k, "\n");
+#define AT (k < cap ? buf + k : NULL), (k < cap ? cap - k : 0)
+    for (const OptSpec *s = g_cmd->opts; s->name; s++) {
+        k += (size_t)snprintf(AT, "%s=", s->name);
+        k += format_value(o, s, AT);
+        k += (size_t)snprintf(AT, "\n");
     }
+#undef AT
     return k;
+}
+
+char *opt_format_alloc(const Options *o)
+{
+    size_t n = opt_format(o, NULL, 0) + 1;
+    char *text = xmalloc(n);
+    text[0] = '\0';
+    opt_format(o, text, n);
+    return text;
 }
 
 void opt_print(const Options *o, FILE *f)

@@ -14,24 +14,36 @@
 
 static int g_rank = 0;
 static int g_collective = 0;
-static char g_cleanup[4][4096];
-static int g_ncleanup = 0;
+static char **g_cleanup = NULL; /* files to delete on an error exit */
+static int g_ncleanup = 0, g_cleanup_cap = 0;
 
 void ncsn_set_rank(int rank) { g_rank = rank; }
 void ncsn_set_collective(int on) { g_collective = on; }
-int ncsn_rank(void) { return g_rank; }
 
 void ncsn_cleanup_on_error(const char *path)
 {
-    if (g_ncleanup < 4) snprintf(g_cleanup[g_ncleanup++], sizeof g_cleanup[0], "%s", path);
+    if (g_ncleanup == g_cleanup_cap) {
+        int cap = g_cleanup_cap ? 2 * g_cleanup_cap : 4;
+        char **grown = realloc(g_cleanup, (size_t)cap * sizeof *grown);
+        if (!grown) ncsn_fail(__FILE__, __LINE__, "out of memory noting %s", path);
+        g_cleanup = grown;
+        g_cleanup_cap = cap;
+    }
+    char *copy = strdup(path);
+    if (!copy) ncsn_fail(__FILE__, __LINE__, "out of memory noting %s", path);
+    g_cleanup[g_ncleanup++] = copy;
 }
 
-void ncsn_cleanup_done(void) { g_ncleanup = 0; }
+void ncsn_cleanup_done(void)
+{
+    for (int i = 0; i < g_ncleanup; i++) free(g_cleanup[i]);
+    g_ncleanup = 0;
+}
 
 static void run_cleanup(void)
 {
     for (int i = 0; i < g_ncleanup; i++) unlink(g_cleanup[i]);
-    g_ncleanup = 0;
+    ncsn_cleanup_done();
 }
 
 __attribute__((noreturn)) static void stop_job(int status)

@@ -43,6 +43,11 @@ static void check_floats(const Dataset *d, const float *v, long n, const uint32_
 void data_open(Dataset *d, const char *path, const char *name, size_t cache_bytes)
 {
     memset(d, 0, sizeof *d);
+    if (strlen(path) >= sizeof d->path)
+        ncsn_die_usage("%.64s...: file names of more than %zu characters are not supported", path, sizeof d->path - 1);
+    if (strlen(name) >= sizeof d->name)
+        ncsn_die_usage("%s: dataset names of more than %zu characters are not supported (%.32s...)", path,
+                       sizeof d->name - 1, name);
     snprintf(d->path, sizeof d->path, "%s", path);
     snprintf(d->name, sizeof d->name, "%s", name);
     d->file = h5_open_read(path);

@@ -1,48 +1,25 @@
-/* dist.c: MPI start-up, the bucketed gradient allreduce, small collectives. */
+/* dist.c: everything that talks MPI: start-up, the bucketed gradient
+ * allreduce, small collectives. */
 #define _POSIX_C_SOURCE 200809L
 #include "ncsn/dist.h"
 
 #include <limits.h>
-#include <stdio.h>
-#include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "ncsn/common.h"
-#include "ncsn/ops.h"
 
-static void report_blas_kernels(const Dist *d)
-{
-    const char *note = ops_blas_kernels_note();
-    if (note && d->rank == 0) printf("%s\n", note);
-}
-
-/* Ranks sharing a node split its cores: each computes with cores/ranks
- * threads unless OMP_NUM_THREADS or OPENBLAS_NUM_THREADS says otherwise
- * (threads that wait spin, so more threads than cores costs time). */
-static void choose_threads(const Dist *d)
-{
-    if (getenv("OMP_NUM_THREADS") || getenv("OPENBLAS_NUM_THREADS")) {
-        ops_set_threads(0);
-        return;
-    }
-    int local = d->node_size;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = cores / local > 1 ? (int)(cores / local) : 1;
-    ops_set_threads(threads);
-    if (d->rank == 0 && local > 1)
-        printf("%d ranks share this node's %ld cores: %d thread%s per rank "
-               "(set OMP_NUM_THREADS to choose)\n", local, cores, threads, threads > 1 ? "s" : "");
-}
+/* Ring allreduce (Open MPI's coll/tuned algorithm number 4) is several
+ * times faster than Open MPI's default choice for large buffers here
+ * (DESIGN.md 7); the user's setting wins. */
+#define OMPI_ALLREDUCE_RING "4"
 
 void dist_init(Dist *d, int *argc, char ***argv)
 {
-    /* Ring allreduce is several times faster than Open MPI's default choice
-     * for large buffers here (DESIGN.md 7); the user's setting wins. */
     setenv("OMPI_MCA_coll_tuned_use_dynamic_rules", "1", 0);
-    setenv("OMPI_MCA_coll_tuned_allreduce_algorithm", "4", 0);
+    setenv("OMPI_MCA_coll_tuned_allreduce_algorithm", OMPI_ALLREDUCE_RING, 0);
     MPI_CHECK(MPI_Init(argc, argv));
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
@@ -51,8 +28,6 @@ void dist_init(Dist *d, int *argc, char ***argv)
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
     MPI_Comm_size(node, &d->node_size);
     MPI_Comm_free(&node);
-    choose_threads(d);
-    report_blas_kernels(d);
 }
 
 void dist_finalize(void) { MPI_Finalize(); }
@@ -118,11 +93,6 @@ void dist_bcast(void *buf, size_t bytes, int root)
         p += chunk;
         bytes -= (size_t)chunk;
     }
-}
-
-void dist_sum_doubles(double *v, int n)
-{
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
 }
 
 void dist_sum_floats(float *v, size_t n)

@@ -62,6 +62,10 @@ static int wait_for(pid_t pid)
     return status;
 }
 
+/* Output kept of a checking command (`--help`, an import): what is
+ * searched or shown is in its first lines. */
+#define CAPTURE_BYTES 65536
+
 /* Runs argv and collects up to cap - 1 bytes of its output in out; returns
  * the wait status, or -1 when it could not start (errno set). */
 static int capture(char *const argv[], char *out, size_t cap)
@@ -139,10 +143,10 @@ int evaluator_init(Evaluator *e, const char *eval_data, const char *train_data, 
         snprintf(err, cap, "--eval-data: the evaluation script %s does not exist (%s)", e->script, where);
         return -1;
     }
-    char *out = xmalloc(65536), how[64];
+    char *out = xmalloc(CAPTURE_BYTES), how[64];
     int rc = -1;
     char *help[] = {e->python, e->script, "--help", NULL};
-    int status = capture(help, out, 65536);
+    int status = capture(help, out, CAPTURE_BYTES);
     if (status < 0) {
         snprintf(err, cap, "--eval-data: cannot run the interpreter %s: %s (set NCSN_PYTHON to a Python 3)",
                  e->python, strerror(errno));
@@ -155,7 +159,7 @@ int evaluator_init(Evaluator *e, const char *eval_data, const char *train_data, 
                  "ncsn_eval.py?)", e->script);
     } else {
         char *imports[] = {e->python, "-c", "import numpy, h5py, torch", NULL};
-        status = capture(imports, out, 65536);
+        status = capture(imports, out, CAPTURE_BYTES);
         if (status != 0) {
             describe_status(status, how, sizeof how);
             snprintf(err, cap, "--eval-data: %s cannot import numpy, h5py and torch, which ncsn_eval.py --fd "

@@ -177,24 +177,53 @@ static void shape_text(char *buf, size_t cap, int rank, const hsize_t *dims)
     if (k < cap) snprintf(buf + k, cap - k, "]");
 }
 
+int h5_try_read_exact(hid_t file, const char *path, const char *name, int rank, const hsize_t *dims,
+                      hid_t mem_type, void *buf, char *err, size_t cap)
+{
+    if (!h5_exists(file, name)) {
+        snprintf(err, cap, "%s: dataset %s is missing", path, name);
+        return -1;
+    }
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    if (ds < 0) {
+        snprintf(err, cap, "%s: %s is not a dataset", path, name);
+        return -1;
+    }
+    hid_t sp = H5Dget_space(ds), ty = H5Dget_type(ds);
+    H5T_class_t cls = H5Tget_class(ty);
+    int got_rank = H5Sget_simple_extent_ndims(sp);
+    hsize_t got[H5_MAX_RANK];
+    int fits = got_rank >= 0 && got_rank <= H5_MAX_RANK;
+    if (fits) H5Sget_simple_extent_dims(sp, got, NULL);
+    H5Tclose(ty);
+    H5Sclose(sp);
+    int same = fits && got_rank == rank;
+    for (int i = 0; same && i < rank; i++) same = got[i] == dims[i];
+    int rc = -1;
+    char want[128], have[128], why[512];
+    if (!fits) {
+        snprintf(err, cap, "%s: dataset %s has rank %d, expected %d", path, name, got_rank, rank);
+    } else if (!same) {
+        shape_text(want, sizeof want, rank, dims);
+        shape_text(have, sizeof have, got_rank, got);
+        snprintf(err, cap, "%s: dataset %s has shape %s, expected %s", path, name, have, want);
+    } else if (cls != H5T_FLOAT && cls != H5T_INTEGER) {
+        snprintf(err, cap, "%s: dataset %s is not numeric", path, name);
+    } else if (H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        snprintf(err, cap, "%s: cannot read dataset %s: %s", path, name, h5_reason(why, sizeof why));
+    } else {
+        rc = 0;
+    }
+    H5Dclose(ds);
+    return rc;
+}
+
 void h5_read_exact(hid_t file, const char *path, const char *name, int rank, const hsize_t *dims,
                    hid_t mem_type, void *buf)
 {
-    H5Info info = h5_info(file, path, name);
-    char want[128], got[128];
-    shape_text(want, sizeof want, rank, dims);
-    shape_text(got, sizeof got, info.rank, info.dims);
-    int same = info.rank == rank;
-    for (int i = 0; same && i < rank; i++) same = info.dims[i] == dims[i];
-    if (!same) ncsn_die_usage("%s: dataset %s has shape %s, expected %s", path, name, got, want);
-    if (info.cls != H5T_FLOAT && info.cls != H5T_INTEGER)
-        ncsn_die_usage("%s: dataset %s is not numeric", path, name);
-    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
-    if (H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-        char why[512];
-        ncsn_die_usage("%s: cannot read dataset %s: %s", path, name, h5_reason(why, sizeof why));
-    }
-    H5Dclose(ds);
+    char err[8400];
+    if (h5_try_read_exact(file, path, name, rank, dims, mem_type, buf, err, sizeof err) < 0)
+        ncsn_die_usage("%s", err);
 }
 
 float *h5_read_floats(hid_t file, const char *path, const char *name, int rank, hsize_t *dims)
@@ -265,7 +294,7 @@ void h5_write_scalar_double(hid_t loc, const char *name, double v)
     H5Sclose(sp);
 }
 
-static void attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, int n,
+void h5_attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, int n,
                        const void *v)
 {
     hsize_t d = (hsize_t)n;
@@ -280,12 +309,12 @@ static void attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_t
 
 void h5_attr_write_int(hid_t obj, const char *name, int n, const int *v)
 {
-    attr_write(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT, n, v);
+    h5_attr_write(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT, n, v);
 }
 
 void h5_attr_write_double(hid_t obj, const char *name, int n, const double *v)
 {
-    attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, n, v);
+    h5_attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, n, v);
 }
 
 void h5_attr_write_str(hid_t obj, const char *name, const char *s)
@@ -302,21 +331,34 @@ void h5_attr_write_str(hid_t obj, const char *name, const char *s)
     H5Tclose(ty);
 }
 
-static int attr_read(hid_t obj, const char *path, const char *obj_name, const char *name, int n,
-                     hid_t mem_type, void *v)
+int h5_attr_try_read(hid_t obj, const char *path, const char *obj_name, const char *name, int n,
+                     hid_t mem_type, void *v, char *err, size_t cap)
 {
     if (H5Aexists(obj, name) <= 0) return 0;
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     hid_t sp = H5Aget_space(a);
     hssize_t count = H5Sget_simple_extent_npoints(sp);
-    if (count != n)
-        ncsn_die_usage("%s: attribute %s of %s has %lld values, expected %d", path, name, obj_name,
-                       (long long)count, n);
-    if (H5Aread(a, mem_type, v) < 0)
-        ncsn_die_usage("%s: attribute %s of %s is not numeric", path, name, obj_name);
     H5Sclose(sp);
+    int rc = 1;
+    if (count != n) {
+        snprintf(err, cap, "%s: attribute %s of %s has %lld values, expected %d", path, name, obj_name,
+                 (long long)count, n);
+        rc = -1;
+    } else if (H5Aread(a, mem_type, v) < 0) {
+        snprintf(err, cap, "%s: attribute %s of %s is not numeric", path, name, obj_name);
+        rc = -1;
+    }
     H5Aclose(a);
-    return 1;
+    return rc;
+}
+
+static int attr_read(hid_t obj, const char *path, const char *obj_name, const char *name, int n,
+                     hid_t mem_type, void *v)
+{
+    char err[8400];
+    int rc = h5_attr_try_read(obj, path, obj_name, name, n, mem_type, v, err, sizeof err);
+    if (rc < 0) ncsn_die_usage("%s", err);
+    return rc;
 }
 
 int h5_attr_read_int(hid_t obj, const char *path, const char *obj_name, const char *name, int n, int *v)

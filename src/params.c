@@ -212,13 +212,6 @@ void model_free(Model *m)
     memset(m, 0, sizeof *m);
 }
 
-const ParamSpec *model_find(const Model *m, const char *key)
-{
-    for (int i = 0; i < m->table.n; i++)
-        if (strcmp(m->table.specs[i].key, key) == 0) return &m->table.specs[i];
-    return NULL;
-}
-
 static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);

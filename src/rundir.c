@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ncsn/atomic_file.h"
 #include "ncsn/common.h"
 
 /* mkdir -p; 0, or -1 with the OS reason in err. */
@@ -66,6 +67,27 @@ void rundir_prepare(const char *dir)
         ncsn_die_usage("%s", err);
 }
 
+/* Under the lock: says when the file named a holder that is gone, then
+ * names this process in it. 0, or -1 with err. */
+static int take_lock_file(int fd, const char *path, char *err, size_t cap)
+{
+    char held[512] = "", who[256] = "?", host[256] = "?", line[512];
+    long pid = 0;
+    ssize_t got = pread(fd, held, sizeof held - 1, 0);
+    held[got > 0 ? got : 0] = '\0';
+    if (sscanf(held, "pid %ld host %255s", &pid, who) == 2) {
+        printf("taking over %s: its holder (PID %ld on host %s) is gone\n", path, pid, who);
+        fflush(stdout);
+    }
+    gethostname(host, sizeof host - 1);
+    int n = snprintf(line, sizeof line, "pid %ld host %s\n", (long)getpid(), host);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n || fsync(fd) != 0) {
+        snprintf(err, cap, "%s: cannot write: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* flock, not fcntl: an fcntl lock is dropped when the process closes any
  * descriptor of the file, a flock lock only with its own descriptor (or the
  * process). The descriptor is close-on-exec so the evaluation scripts rank 0
@@ -74,14 +96,17 @@ void rundir_prepare(const char *dir)
  * again, so two runs never hold two different files. */
 int rundir_lock(const char *dir, char *err, size_t cap)
 {
-    char path[4200], host[256] = "?";
-    char why[4400];
+    char path[4200], why[4400];
+    if (strlen(dir) > RUNDIR_MAX_NAME) {
+        snprintf(err, cap, "--run-dir %.64s...: names of more than %d characters are not supported", dir,
+                 RUNDIR_MAX_NAME);
+        return -1;
+    }
     if (make_dirs(dir, why, sizeof why) != 0) {
         snprintf(err, cap, "--run-dir %s: %s", dir, why);
         return -1;
     }
     snprintf(path, sizeof path, "%s/.lock", dir);
-    gethostname(host, sizeof host - 1);
     for (int attempt = 0; attempt < 100; attempt++) {
         int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
         if (fd < 0) {
@@ -114,16 +139,7 @@ int rundir_lock(const char *dir, char *err, size_t cap)
             continue;
         }
         /* Read again under the lock: the first read may have raced a release. */
-        got = pread(fd, held, sizeof held - 1, 0);
-        held[got > 0 ? got : 0] = '\0';
-        if (sscanf(held, "pid %ld host %255s", &pid, who) == 2) {
-            printf("taking over %s: its holder (PID %ld on host %s) is gone\n", path, pid, who);
-            fflush(stdout);
-        }
-        char line[512];
-        int n = snprintf(line, sizeof line, "pid %ld host %s\n", (long)getpid(), host);
-        if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n || fsync(fd) != 0) {
-            snprintf(err, cap, "%s: cannot write: %s", path, strerror(errno));
+        if (take_lock_file(fd, path, err, cap) != 0) {
             close(fd);
             return -1;
         }
@@ -157,22 +173,32 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-int rundir_list_ckpts(const char *dir, long *steps, int cap)
+int rundir_list_ckpts(const char *dir, long **steps)
 {
+    long *v = NULL;
+    int n = 0, cap = 0;
     DIR *d = opendir(dir);
-    if (!d) return 0;
-    int n = 0;
     struct dirent *e;
-    while ((e = readdir(d)) && n < cap) {
+    while (d && (e = readdir(d))) {
         long step;
         char tail[8];
-        if (sscanf(e->d_name, "ckpt-%ld.h%7s", &step, tail) == 2 && strcmp(tail, "5") == 0)
-            steps[n++] = step;
+        if (sscanf(e->d_name, "ckpt-%ld.h%7s", &step, tail) != 2 || strcmp(tail, "5") != 0) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            long *grown = realloc(v, (size_t)cap * sizeof *v);
+            CHECK(grown, "out of memory listing the checkpoints of %s", dir);
+            v = grown;
+        }
+        v[n++] = step;
     }
-    closedir(d);
-    qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
+    if (d) closedir(d);
+    if (n > 0) qsort(v, (size_t)n, sizeof *v, cmp_desc);
+    if (steps) *steps = v;
+    else free(v);
     return n;
 }
+
+int rundir_count_ckpts(const char *dir) { return rundir_list_ckpts(dir, NULL); }
 
 void rundir_set_latest(const char *dir, long step)
 {
@@ -183,17 +209,13 @@ void rundir_set_latest(const char *dir, long step)
     unlink(tmp);
     CHECK(symlink(target, tmp) == 0, "cannot create symlink %s: %s", tmp, strerror(errno));
     CHECK(rename(tmp, link) == 0, "cannot rename %s to %s: %s", tmp, link, strerror(errno));
-    int dfd = open(dir, O_RDONLY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
+    dir_sync(dir);
 }
 
 void rundir_prune(const char *dir, int keep, const long *milestones, int n_milestones)
 {
-    long steps[4096];
-    int n = rundir_list_ckpts(dir, steps, 4096);
+    long *steps = NULL;
+    int n = rundir_list_ckpts(dir, &steps);
     for (int i = keep; i < n; i++) {
         int milestone = 0;
         for (int k = 0; k < n_milestones; k++) milestone |= milestones[k] == steps[i];
@@ -202,6 +224,7 @@ void rundir_prune(const char *dir, int keep, const long *milestones, int n_miles
         rundir_ckpt_path(path, sizeof path, dir, steps[i]);
         unlink(path);
     }
+    free(steps);
 }
 
 /* A row: an integer step, a comma, and the line's newline (a line cut off

@@ -17,6 +17,7 @@
 #include "ncsn/memcheck.h"
 #include "ncsn/png.h"
 #include "ncsn/sampler.h"
+#include "ncsn/startup.h"
 
 /* Reads a [n or 1, C, H, W] float tensor `name` of `path`. */
 static float *read_images(const char *path, const char *name, const Sampler *S, long *n_out, int allow_one)
@@ -89,101 +90,135 @@ static void check_memory(const Sampler *S, const Model *m, const Dist *d)
     dist_agree_usage_any(why, sizeof why);
 }
 
-int cmd_sample(const Options *o)
+/* Every output can be written (rank 0 looks, all agree) before any work. */
+static void check_outputs(const Options *o, int rank)
 {
-    Dist dist;
-    dist_init(&dist, NULL, NULL);
-    h5_quiet();
-    ncsn_set_collective(1); /* every rank validates the same options and files */
-    if (!o->model) ncsn_die_usage("ncsn sample: option --model is required");
-    if (!o->out) ncsn_die_usage("ncsn sample: option --out is required");
-    /* Every output can be written (rank 0 looks, all agree) before any work. */
     char why[8400] = "", strip[4200];
-    if (dist.rank == 0 && ncsn_check_output("--out", o->out, why, sizeof why) == 0 && o->png &&
+    if (rank == 0 && ncsn_check_output("--out", o->out, why, sizeof why) == 0 && o->png &&
         ncsn_check_output("--png", o->png, why, sizeof why) == 0 && o->trajectory) {
         strip_path(strip, sizeof strip, o->png);
         ncsn_check_output("--png (the --trajectory strip)", strip, why, sizeof why);
     }
     dist_agree_usage(why, sizeof why);
-    Sampler S;
-    memset(&S, 0, sizeof S);
-    Model m;
+}
+
+/* The model of --model, with its EMA weights for --ema; no gradients. */
+static void load_model(Model *m, const Options *o)
+{
     hid_t mf = h5_open_read(o->model);
-    ckpt_load_model_from(&m, mf, o->model);
+    ckpt_load_model_from(m, mf, o->model);
     if (o->use_ema) {
         if (!h5_exists(mf, "/ema"))
             ncsn_die_usage("%s: --ema: the file has no /ema group (train with --ema RATE)", o->model);
-        ckpt_read_weights(mf, o->model, "/ema", &m, m.params);
+        ckpt_load_group(mf, o->model, "/ema", m, m->params);
     }
     H5Fclose(mf);
-    model_drop_grads(&m);
-    if (!m.sigmas) ncsn_die_usage("%s: /model/sigmas is missing: sampling needs noise levels", o->model);
-    int L = m.cfg.num_classes;
+    model_drop_grads(m);
+    if (!m->sigmas) ncsn_die_usage("%s: /model/sigmas is missing: sampling needs noise levels", o->model);
+}
+
+/* The sampling run the options ask for with model m; desc gets the
+ * schedule. */
+static Sampler sampler_from_options(const Options *o, const Model *m, char *desc, size_t cap)
+{
     long H = opt_given(o, "height") ? o->height : o->image_size;
     long W = opt_given(o, "width") ? o->width : o->image_size;
     if (strcmp(o->init_dist, "uniform") != 0 && strcmp(o->init_dist, "normal") != 0)
         ncsn_die_usage("option --init-dist: expected uniform or normal, got '%s'", o->init_dist);
     if (!o->inpaint != !o->mask) ncsn_die_usage("--inpaint and --mask must be given together");
-    if (o->png && m.cfg.in_channels != 1 && m.cfg.in_channels != 3)
-        ncsn_die_usage("--png: pictures need 1 or 3 channels, the model has %d", m.cfg.in_channels);
+    if (o->png && m->cfg.in_channels != 1 && m->cfg.in_channels != 3)
+        ncsn_die_usage("--png: pictures need 1 or 3 channels, the model has %d", m->cfg.in_channels);
+    Sampler S;
+    memset(&S, 0, sizeof S);
     S.n = o->n;
-    S.img = (Shape){1, m.cfg.in_channels, (int)H, (int)W};
-    char sampler_desc[512];
+    S.img = (Shape){1, m->cfg.in_channels, (int)H, (int)W};
     SamplerOptions so = {.kind = o->sampler, .steps_each = o->steps_each,
-                         .steps_each_given = opt_given(o, "steps-each"), .step_lr = o->step_lr, .prefix = ""};
-    sampler_setup(&S, &so, m.sigmas, L, sampler_desc, sizeof sampler_desc);
+                         .steps_each_given = opt_given(o, "steps-each"), .step_lr = o->step_lr,
+                         .step_lr_given = opt_given(o, "step-lr"), .prefix = ""};
+    sampler_setup(&S, &so, m->sigmas, m->cfg.num_classes, desc, cap);
     S.clip = !o->no_clip;
     S.denoise = o->denoise;
     S.normal_init = strcmp(o->init_dist, "normal") == 0;
     S.trajectory = o->trajectory;
     S.micro_batch = o->micro_batch;
     S.seed = o->seed;
-    float *init = NULL, *known = NULL, *mask = NULL;
-    long n_init;
-    if (o->init_file) init = read_images(o->init_file, "/x", &S, &n_init, 0);
-    if (o->inpaint) {
-        known = read_images(o->inpaint, "/x", &S, &S.n_known, 1);
-        mask = read_images(o->mask, "/mask", &S, &S.n_mask, 1);
-    }
-    S.init = init;
-    S.known = known;
-    S.mask = mask;
+    return S;
+}
 
+/* The --init, --inpaint and --mask tensors S points to. */
+typedef struct {
+    float *init, *known, *mask; /* [n, C, H, W]; known and mask [n or 1, C, H, W] */
+} SampleInputs;
+
+static SampleInputs read_inputs(const Options *o, Sampler *S)
+{
+    SampleInputs in = {NULL, NULL, NULL};
+    long n_init;
+    if (o->init_file) in.init = read_images(o->init_file, "/x", S, &n_init, 0);
+    if (o->inpaint) {
+        in.known = read_images(o->inpaint, "/x", S, &S->n_known, 1);
+        in.mask = read_images(o->mask, "/mask", S, &S->n_mask, 1);
+    }
+    S->init = in.init;
+    S->known = in.known;
+    S->mask = in.mask;
+    return in;
+}
+
+/* Rank 0: the samples file, the grid picture and the trajectory strip. */
+static void write_outputs(const Options *o, const Sampler *S, const Model *m, const float *all,
+                          const float *traj_all, double elapsed)
+{
+    int L = m->cfg.num_classes;
+    SamplesSource src = {.model = o->model, .weights = o->use_ema ? "ema" : "model",
+                         .init = o->init_file ? o->init_file : o->init_dist, .inpaint = o->inpaint,
+                         .mask = o->mask, .step = -1};
+    sampler_write(o->out, S, m, &src, all, traj_all);
+    printf("wrote %s: %ld samples of %d x %d x %d in %.1f s (%.1f Langevin sample-steps/s)\n", o->out,
+           S->n, S->img.C, S->img.H, S->img.W, elapsed, (double)S->n * L * S->steps_each / elapsed);
+    if (!o->png) return;
+    int cols = (int)ceil(sqrt((double)S->n));
+    if (png_write_grid(o->png, all, (int)S->n, S->img.C, S->img.H, S->img.W, cols) != 0)
+        ncsn_die_usage("--png: cannot write %s: %s", o->png, strerror(errno));
+    printf("wrote %s\n", o->png);
+    if (traj_all) write_strip(o->png, traj_all, all, S, L);
+}
+
+int cmd_sample(const Options *o)
+{
+    Dist dist;
+    startup_ranks(&dist);
+    h5_quiet();
+    ncsn_set_collective(1); /* every rank validates the same options and files */
+    if (!o->model) ncsn_die_usage("ncsn sample: option --model is required");
+    if (!o->out) ncsn_die_usage("ncsn sample: option --out is required");
+    check_outputs(o, dist.rank);
+    Model m;
+    load_model(&m, o);
+    char desc[512];
+    Sampler S = sampler_from_options(o, &m, desc, sizeof desc);
+    SampleInputs in = read_inputs(o, &S);
     check_memory(&S, &m, &dist);
     ncsn_set_collective(0);
-    size_t per = shape_count(S.img);
     if (dist.rank == 0) {
         opt_print(o, stdout);
         printf("  %-18s %d\n  %-18s %s\n", "ranks", dist.size, "weights", o->use_ema ? "EMA" : "model");
-        printf("  %-18s %s\n", "schedule", sampler_desc);
+        printf("  %-18s %s\n", "schedule", desc);
         fflush(stdout);
     }
-    float *all = NULL, *traj_all = NULL;
+    size_t per = shape_count(S.img);
+    float *all = NULL, *traj_all = NULL; /* rank 0: [n, C, H, W], [L, n, C, H, W] */
     if (dist.rank == 0) {
         all = xmalloc((size_t)S.n * per * sizeof(float));
-        if (S.trajectory) traj_all = xmalloc((size_t)L * S.n * per * sizeof(float));
+        if (S.trajectory) traj_all = xmalloc((size_t)m.cfg.num_classes * S.n * per * sizeof(float));
     }
     double elapsed = sampler_run(&S, &m, &dist, 1, all, traj_all);
-    if (dist.rank == 0) {
-        SamplesSource src = {.model = o->model, .weights = o->use_ema ? "ema" : "model",
-                             .init = o->init_file ? o->init_file : o->init_dist, .inpaint = o->inpaint,
-                             .mask = o->mask, .step = -1};
-        sampler_write(o->out, &S, &m, &src, all, traj_all);
-        printf("wrote %s: %ld samples of %d x %d x %d in %.1f s (%.1f Langevin sample-steps/s)\n", o->out,
-               S.n, S.img.C, S.img.H, S.img.W, elapsed, (double)S.n * L * S.steps_each / elapsed);
-        if (o->png) {
-            int cols = (int)ceil(sqrt((double)S.n));
-            if (png_write_grid(o->png, all, (int)S.n, S.img.C, S.img.H, S.img.W, cols) != 0)
-                ncsn_die_usage("--png: cannot write %s: %s", o->png, strerror(errno));
-            printf("wrote %s\n", o->png);
-            if (traj_all) write_strip(o->png, traj_all, all, &S, L);
-        }
-    }
+    if (dist.rank == 0) write_outputs(o, &S, &m, all, traj_all, elapsed);
     free(all);
     free(traj_all);
-    free(init);
-    free(known);
-    free(mask);
+    free(in.init);
+    free(in.known);
+    free(in.mask);
     model_free(&m);
     dist_finalize();
     return 0;

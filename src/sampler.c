@@ -1,13 +1,20 @@
-/* sampler.c: see sampler.h. The two samplers.
+/* sampler.c: see sampler.h. The three samplers.
  *
- * Both make, at level i, T updates x <- x + a_i s(x, i) + c_i z:
+ * ALS and CAS make, at level i, T updates x <- x + a_i s(x, i) + c_i z:
  *   ALS: T = steps_each, a_i = eps sigma_i^2/sigma_L^2, c_i = sqrt(2 a_i);
  *   CAS: T = 1, a_i = eta sigma_i^2 with eta = eps/sigma_L^2, and
  *        c_i = beta_i sigma_{i+1}, beta_i = sqrt(1 - ((1 - eta)/gamma_i)^2),
  *        gamma_i = sigma_{i+1}/sigma_i; c = 0 at the last level.
  * CAS's noise keeps the state's total noise at exactly sigma_{i+1} if the
  * score is exact: the step shrinks the sigma_i noise to (1 - eta) sigma_i,
- * and beta_i sigma_{i+1} tops it up. */
+ * and beta_i sigma_{i+1} tops it up.
+ *   Heun: no noise; Heun's second-order step of the probability-flow ODE
+ *        dx/dsigma = -sigma s(x, sigma) from each level to the next
+ *        (Karras et al. 2022, deterministic): with h = sigma_{i+1} - sigma_i,
+ *        x_e = x - h sigma_i s(x, i), then
+ *        x <- x - (h/2) (sigma_i s(x, i) + sigma_{i+1} s(x_e, i + 1)).
+ *        Its Euler half alone is CAS at eta = 1 - gamma_i. Two network
+ *        passes per level, none after the last. */
 #define _POSIX_C_SOURCE 200809L
 #include "ncsn/sampler.h"
 
@@ -17,9 +24,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ncsn/atomic_file.h"
 #include "ncsn/common.h"
 #include "ncsn/h5util.h"
-#include "ncsn/ckpt.h"
 #include "ncsn/noise_rules.h"
 #include "ncsn/rng.h"
 
@@ -86,6 +93,47 @@ static LevelStep level_step(const Sampler *S, const float *sigmas, int L, int i)
     return st;
 }
 
+/* Heun's step from level i to i + 1 (see the top); x_e and score are
+ * scratch buffers of n floats. */
+static void heun_step(Model *m, ModelRun *run, float *x, float *x_e, float *score, int *labels, Shape s,
+                      int i)
+{
+    size_t n = shape_count(s);
+    double si = m->sigmas[i], sn = m->sigmas[i + 1], h = sn - si;
+    float a1 = (float)(-h * si), a2 = (float)(-h * sn);
+    for (int b = 0; b < s.N; b++) labels[b] = i;
+    model_forward(m, run, score, x, labels, s);
+    for (size_t j = 0; j < n; j++) {
+        x_e[j] = x[j] + a1 * score[j];
+        x[j] += 0.5f * a1 * score[j];
+    }
+    for (int b = 0; b < s.N; b++) labels[b] = i + 1;
+    model_forward(m, run, score, x_e, labels, s);
+    for (size_t j = 0; j < n; j++) x[j] += 0.5f * a2 * score[j];
+}
+
+/* x [nb, C, H, W]: the starting state of samples k0 .. k0+nb-1. */
+static void initial_state(const Sampler *S, float *x, long k0, long nb, size_t per)
+{
+    for (long b = 0; b < nb; b++) {
+        long k = k0 + b;
+        if (S->init) memcpy(x + b * per, S->init + (size_t)k * per, per * sizeof(float));
+        else if (S->normal_init) rng_fill_normal(x + b * per, per, S->seed, RNG_SAMPLE_INIT, 0, (uint32_t)k);
+        else rng_fill_uniform(x + b * per, per, S->seed, RNG_SAMPLE_INIT, 0, (uint32_t)k, -1.0f, 1.0f);
+    }
+}
+
+/* held [nb, C, H, W]: the known image plus noise of level i (sigma). */
+static void known_at_level(const Sampler *S, float *held, long k0, long nb, size_t per, int i, double sigma)
+{
+    for (long b = 0; b < nb; b++) {
+        long k = k0 + b;
+        const float *kn = S->known + (S->n_known == 1 ? 0 : (size_t)k * per);
+        rng_fill_normal(held + b * per, per, S->seed, RNG_INPAINT, (uint32_t)i, (uint32_t)k);
+        for (size_t j = 0; j < per; j++) held[b * per + j] = kn[j] + (float)sigma * held[b * per + j];
+    }
+}
+
 /* Runs samples [k0, k0 + nb) to the end; traj [L, n_local, ...] rows at
  * offset `row` get the state after each level when not NULL. */
 static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long k0, long nb,
@@ -98,28 +146,25 @@ static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long 
     float *score = xmalloc((size_t)nb * per * sizeof(float));
     float *z = xmalloc((size_t)nb * per * sizeof(float));
     float *held = S->mask ? xmalloc((size_t)nb * per * sizeof(float)) : NULL;
+    float *x_e = S->kind == SAMPLER_HEUN ? xmalloc((size_t)nb * per * sizeof(float)) : NULL;
     int *labels = xmalloc((size_t)nb * sizeof(int));
-    for (long b = 0; b < nb; b++) {
-        long k = k0 + b;
-        if (S->init) memcpy(x + b * per, S->init + (size_t)k * per, per * sizeof(float));
-        else if (S->normal_init) rng_fill_normal(x + b * per, per, S->seed, RNG_SAMPLE_INIT, 0, (uint32_t)k);
-        else rng_fill_uniform(x + b * per, per, S->seed, RNG_SAMPLE_INIT, 0, (uint32_t)k, -1.0f, 1.0f);
-    }
+    initial_state(S, x, k0, nb, per);
     double sig_last = m->sigmas[L - 1];
     for (int i = 0; i < L; i++) {
         double sigma = m->sigmas[i];
         LevelStep st = level_step(S, m->sigmas, L, i);
         for (long b = 0; b < nb; b++) labels[b] = i;
         if (held) {
-            for (long b = 0; b < nb; b++) {
-                long k = k0 + b;
-                const float *kn = S->known + (S->n_known == 1 ? 0 : (size_t)k * per);
-                rng_fill_normal(held + b * per, per, S->seed, RNG_INPAINT, (uint32_t)i, (uint32_t)k);
-                for (size_t j = 0; j < per; j++) held[b * per + j] = kn[j] + (float)sigma * held[b * per + j];
-            }
+            known_at_level(S, held, k0, nb, per, i, sigma);
             hold_known(S, x, held, k0, nb);
         }
-        for (long t = 0; t < S->steps_each; t++) {
+        if (S->kind == SAMPLER_HEUN) {
+            if (i + 1 < L) heun_step(m, run, x, x_e, score, labels, s, i);
+            if (S->clip) clamp(x, (size_t)nb * per);
+            if (held) hold_known(S, x, held, k0, nb);
+            show(prog, i, L, 0, 1, nb);
+        }
+        for (long t = 0; S->kind != SAMPLER_HEUN && t < S->steps_each; t++) {
             uint32_t g = (uint32_t)(i * S->steps_each + t);
             model_forward(m, run, score, x, labels, s);
             size_t n = (size_t)nb * per;
@@ -147,6 +192,7 @@ static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long 
     free(score);
     free(z);
     free(held);
+    free(x_e);
     free(labels);
 }
 
@@ -156,7 +202,8 @@ void sampler_setup(Sampler *S, const SamplerOptions *so, const float *sigmas, in
     double sL = sigmas[L - 1];
     if (strcmp(so->kind, "als") == 0) S->kind = SAMPLER_ALS;
     else if (strcmp(so->kind, "cas") == 0) S->kind = SAMPLER_CAS;
-    else ncsn_die_usage("option --%ssampler: expected als or cas, got '%s'", p, so->kind);
+    else if (strcmp(so->kind, "heun") == 0) S->kind = SAMPLER_HEUN;
+    else ncsn_die_usage("option --%ssampler: expected als, cas or heun, got '%s'", p, so->kind);
     if (so->steps_each < 1) ncsn_die_usage("option --%ssteps-each: must be >= 1", p);
     S->steps_each = so->steps_each;
     if (S->kind == SAMPLER_CAS) {
@@ -164,6 +211,19 @@ void sampler_setup(Sampler *S, const SamplerOptions *so, const float *sigmas, in
             ncsn_die_usage("option --%ssteps-each: --%ssampler cas takes one step per noise level, got %ld",
                            p, p, so->steps_each);
         S->steps_each = 1;
+    }
+    if (S->kind == SAMPLER_HEUN) {
+        if (so->steps_each_given && so->steps_each != 1)
+            ncsn_die_usage("option --%ssteps-each: --%ssampler heun takes one step per noise level, got %ld",
+                           p, p, so->steps_each);
+        if (so->step_lr_given)
+            ncsn_die_usage("option --%sstep-lr: --%ssampler heun has no step size (its steps are the noise levels)",
+                           p, p);
+        S->steps_each = 1;
+        S->step_lr = 0.0;
+        snprintf(desc, cap, "heun: deterministic, Heun's step of the probability-flow ODE from each level to "
+                 "the next (2 network passes per level, %d in all)", 2 * (L - 1));
+        return;
     }
     S->step_lr_auto = strcmp(so->step_lr, "auto") == 0;
     if (S->step_lr_auto) {
@@ -263,7 +323,7 @@ void sampler_write(const char *path, const Sampler *S, const Model *m, const Sam
     h5_attr_write_int(ds, "steps_each", 1, &ints[0]);
     h5_attr_write_int(ds, "clip", 1, &ints[1]);
     h5_attr_write_int(ds, "denoise", 1, &ints[2]);
-    h5_attr_write_str(ds, "sampler", S->kind == SAMPLER_CAS ? "cas" : "als");
+    h5_attr_write_str(ds, "sampler", S->kind == SAMPLER_CAS ? "cas" : S->kind == SAMPLER_HEUN ? "heun" : "als");
     h5_attr_write_double(ds, "step_lr", 1, &S->step_lr);
     h5_attr_write_int(ds, "step_lr_auto", 1, &S->step_lr_auto);
     if (S->kind == SAMPLER_CAS) h5_attr_write_double(ds, "eta", 1, &S->eta);

@@ -147,6 +147,8 @@ expect "train: wrong dtype"          "$W/d_int16.h5: dataset images has rank 3 a
 expect "train: float without layout" "$W/d_nolayout.h5: dataset images has rank 4 and float32 without layout" "" -- "$NCSN" train --data "$W/d_nolayout.h5" "${T[@]}"
 expect "train: empty dataset"        "$W/d_empty.h5: dataset images is empty" "" -- "$NCSN" train --data "$W/d_empty.h5" "${T[@]}"
 expect "train: missing dataset name" "$W/d_good.h5: dataset pics is missing" "" -- "$NCSN" train --data "$W/d_good.h5" --dataset pics "${T[@]}"
+expect "train: dataset name too long" "dataset names of more than 255 characters are not supported" "" -- "$NCSN" train --data "$W/d_good.h5" --dataset "$(printf 'x%.0s' $(seq 300))" "${T[@]}"
+expect "train: run dir name too long" "names of more than 4000 characters are not supported" "" -- "$NCSN" train --data "$W/d_good.h5" "${T[@]}" --run-dir "$W/$(printf 'r%.0s' $(seq 4100))"
 expect "train: channels mismatch"    "$W/d_rgb.h5: dataset images has 3 channels, the model expects 1" "" -- "$NCSN" train --data "$W/d_rgb.h5" "${T[@]}"
 expect "train: too small for technique 2" "images of 4 values are too small for NCSNv2's technique 2; give --num-classes" "" -- "$NCSN" train --data "$W/d_tiny.h5" --run-dir "$W/tiny" --in-channels 1 --nf 8 --steps 1 --batch 4
 expect "train: NaN in float data"    "$W/d_nan.h5: dataset images has a non-finite value in image 0" "" -- "$NCSN" train --data "$W/d_nan.h5" "${T[@]}" --batch 20

@@ -42,7 +42,8 @@ Checks:
   (g) bad options and files: exit 2, one line on stderr naming the option or
       file, and no output file (samples, temporary or PNG) left behind
       (also: --sampler, --step-lr text, auto with one level or with cas,
-      cas with --steps-each 5, cas with eta outside its bounds);
+      cas with --steps-each 5, cas with eta outside its bounds, heun with
+      --steps-each 5 or a --step-lr);
   (h) --sampler cas (consistent annealed sampling) against the reference's
       CAS, clip on and off, with and without --denoise, trajectories,
       attributes (sampler, steps_each 1, eta); the ALS default --steps-each
@@ -50,7 +51,11 @@ Checks:
       (plain, denoise/no-clip/normal, inpainting);
   (i) --step-lr auto: the step_lr attribute equals NCSNv2's technique 4
       computed here independently (1e-6 relative) for T = 3 and 20, and the
-      samples equal those of that step given by hand.
+      samples equal those of that step given by hand;
+  (j) --sampler heun (Heun's steps of the probability-flow ODE, Karras et
+      al. 2022) against the reference's, clip on and off, with and without
+      --denoise, trajectories, attributes; inpainting; 1, 2 and 3 ranks and
+      micro-batches bitwise.
 
 Exit status: 0 pass, 1 failure, 77 skip (numpy, torch or h5py missing),
 2 bad usage.
@@ -106,6 +111,14 @@ REL_TOL = 3e-4
 # stream or noise after the last level shows up as 5e-3 .. 2 (checked by
 # mutating the reference).
 CAS_CLIP_TOL = 1e-3
+# Heun (--sampler heun): no noise washes out a float32 difference, and the
+# random-weight models here take long steps, so float32 against float64
+# measured up to 2.7e-4 without the clamp and 2.5e-3 with it (config a,
+# sampler seed 1014; config b: 2.6e-5). A wrong label or sigma in the corrector, or
+# the Euler step alone, shows up as 0.23 .. 1.3 (mutated reference, both
+# configs, clamp on and off). 1e-2 keeps a margin of 4 over the worst
+# measurement and of 20 below the smallest mutation.
+HEUN_TOL = 1e-2
 RUN_TIMEOUT = 300
 
 CONFIGS = {
@@ -234,6 +247,8 @@ def reference_sample(model, shape, T, step_lr, seed, clip=True, denoise=False, i
 
     if sampler == "cas":
         T, eta = 1, step_lr / sig[-1] ** 2
+    if sampler == "heun":  # Karras et al. 2022: Heun on dx/dsigma = -sigma s(x, sigma)
+        T = 0
     for i in range(L):
         if sampler == "cas":
             a = eta * sig[i] ** 2
@@ -248,6 +263,15 @@ def reference_sample(model, shape, T, step_lr, seed, clip=True, denoise=False, i
             g = i * T + t
             z = np.stack([P.fill_normal(per, seed, P.LANGEVIN, g, k) for k in range(n)])
             x = x + a * score(x, i) + c * z.astype(np.float64)
+            if clip:
+                x = np.clip(x, -1.0, 1.0)
+            if mask is not None:
+                x = np.where(m, held, x)
+        if sampler == "heun" and i + 1 < L:
+            h = sig[i + 1] - sig[i]
+            d = -sig[i] * score(x, i)
+            x_e = x + h * d
+            x = x + h / 2 * (d - sig[i + 1] * score(x_e, i + 1))
             if clip:
                 x = np.clip(x, -1.0, 1.0)
             if mask is not None:
@@ -530,6 +554,54 @@ def check_cas(binary, wd, name, cfg, model, stats):
         print(f"  cas ranks/micro-batch ({label}): 1x16, 1x2, 2x3, 2x1 bitwise identical")
 
 
+def check_heun(binary, wd, name, cfg, model, stats):
+    """(j) --sampler heun against the reference (Heun's steps of the
+    probability-flow ODE, no noise): clip on and off, --denoise,
+    trajectory, attributes; on config a also inpainting and 1, 2 and 3
+    ranks bitwise."""
+    path = os.path.join(wd, f"model_{name}.h5")
+    n, C, H, W = cfg["N"], cfg["C"], cfg["H"], cfg["W"]
+    shape, seed = (n, C, H, W), cfg["seed"] + 13
+    out = os.path.join(wd, f"heun_{name}.h5")
+
+    def heun(extra, ranks=1, count=n):
+        run(binary, ["sample", "--model", path, "--out", out, "--n", count, "--height", H, "--width", W,
+                     "--seed", seed, "--sampler", "heun", "--trajectory"] + list(extra), ranks=ranks)
+        with h5py.File(out, "r") as f:
+            return np.asarray(f["samples"][()]), np.asarray(f["trajectory"][()]), dict(f["samples"].attrs)
+
+    for clip in (True, False):
+        for denoise in (False, True):
+            extra = ([] if clip else ["--no-clip"]) + (["--denoise"] if denoise else [])
+            s, traj, attrs = heun(extra)
+            x_ref, traj_ref = reference_sample(model, shape, 1, 0.0, seed, clip=clip, denoise=denoise,
+                                               sampler="heun")
+            tag = f"{name} heun {'clip' if clip else 'no-clip'}{' denoise' if denoise else ''}"
+            tol = HEUN_TOL
+            compare(tag + " samples", s, x_ref, stats, tol)
+            compare(tag + " trajectory", traj, traj_ref, stats, tol)
+            check(attrs["sampler"] == b"heun" and attrs["steps_each"] == 1, f"{tag}: /samples attributes: {attrs}")
+            if clip:
+                check(np.abs(s).max() <= 1.0, f"{tag}: clip on but a sample leaves [-1, 1]")
+    if name != "a":
+        return
+    rng = np.random.default_rng(cfg["seed"] + 2)
+    known = rng.uniform(-0.9, 0.9, shape).astype(np.float32)
+    mask = (rng.uniform(size=(1, C, H, W)) < 0.5).astype(np.float32)
+    kpath, mpath = os.path.join(wd, "heun_known.h5"), os.path.join(wd, "heun_mask.h5")
+    write_x(kpath, "x", known)
+    write_x(mpath, "mask", mask)
+    s, _, _ = heun(["--inpaint", kpath, "--mask", mpath])
+    x_ref, _ = reference_sample(model, shape, 1, 0.0, seed, known=known, mask=mask, sampler="heun")
+    compare(f"{name} heun inpaint samples", s, x_ref, stats, HEUN_TOL)
+    base = heun(["--no-clip", "--denoise"], count=7)[:2]
+    for ranks, mb in ((2, 16), (3, 2)):
+        got = heun(["--no-clip", "--denoise", "--micro-batch", mb], ranks=ranks, count=7)[:2]
+        check(np.array_equal(got[0], base[0]) and np.array_equal(got[1], base[1]),
+              f"heun: {ranks} ranks --micro-batch {mb} differs from 1 rank")
+    print("  heun ranks/micro-batch: 1x16, 2x16, 3x2 bitwise identical")
+
+
 def technique4_eps(sig_last, gamma, T):
     """NCSNv2's technique 4, independently: the eps minimising the paper's
     s_T^2/sigma^2 expression, by a log grid and a ternary search."""
@@ -772,6 +844,8 @@ def check_errors(binary, wd):
         ("cas: eta below the bound", cas + ["--step-lr", "0.001"], ["--sampler cas", "eta = step_lr/sigma_L^2 = 0.1,",
                                                                    "0.6 < eta <= 1", "(0.006, 0.01]"]),
         ("cas: eta above 1", cas + ["--step-lr", "0.02"], ["--sampler cas", "eta = step_lr/sigma_L^2 = 2,"]),
+        ("heun: --steps-each 5", ["--model", good, "--sampler", "heun", "--steps-each", "5"], ["--steps-each", "heun"]),
+        ("heun: --step-lr given", ["--model", good, "--sampler", "heun", "--step-lr", "1e-5"], ["--step-lr", "heun"]),
     ]
     for i, (label, args, names) in enumerate(cases):
         cd = os.path.join(ed, f"case{i}")
@@ -817,6 +891,9 @@ def main(argv):
         print("(h) consistent annealed sampling (--sampler cas)")
         for name, cfg in CONFIGS.items():
             check_cas(binary, wd, name, cfg, models[name], stats)
+        print("(j) Heun's deterministic sampler (--sampler heun)")
+        for name, cfg in CONFIGS.items():
+            check_heun(binary, wd, name, cfg, models[name], stats)
         print("(i) --step-lr auto (NCSNv2 technique 4)")
         check_auto(binary, wd, CONFIGS["a"])
         print("(g) bad options and files")

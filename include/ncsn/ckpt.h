@@ -2,7 +2,9 @@
  *
  * A model file has group /model: one float32 dataset per parameter key in
  * its PyTorch shape, /model/sigmas [L] when set, and attributes in_channels,
- * nf, num_classes, dilations[4], scale_by_sigma, format_version. */
+ * nf, num_classes, dilations[4], scale_by_sigma, plane_head, head_floor,
+ * norm, format_version and step; with EMA weights also /ema (the same
+ * attributes but step). */
 #ifndef NCSN_CKPT_H
 #define NCSN_CKPT_H
 
@@ -12,17 +14,38 @@
 
 #define NCSN_FORMAT_VERSION 1
 
-/* Writes `weights` (laid out by m->table) as group `group` with the model's
- * attributes and sigmas. */
-void ckpt_write_weights(hid_t file, const char *group, const Model *m, const float *weights);
-/* Reads the configuration of /model and builds m (weights and sigmas loaded).
- * Dies with exit 2 naming the file and field when anything is wrong. */
+/* Writers. They die (exit 1) naming the file and the reason when a write
+ * fails. */
+/* Group `group`: one float32 dataset per parameter key of m->table, from
+ * buf (laid out by the table), e.g. Adam moments or gradients. */
+void ckpt_write_group(hid_t file, const char *group, const Model *m, const float *buf);
+/* The same with the model's attributes and sigmas, and attribute step when
+ * step >= 0: a /model group (or /ema, which a model file can stand in for). */
+void ckpt_write_weights(hid_t file, const char *group, const Model *m, const float *weights, long step);
+/* A model file, atomically (temporary name, fsync, rename): /model with
+ * `weights` and `step`, and /ema when ema is not NULL. */
+void ckpt_save_model(const char *path, const Model *m, const float *weights, const float *ema, long step);
+
+/* Readers. They return 0, or -1 with one line in err naming the file and
+ * what is wrong ("PATH: attribute nf of /model is missing"); they never
+ * exit: callers decide. */
+/* The configuration of /model and its sigmas (*has_sigmas 0 when absent;
+ * sigmas holds NCSN_MAX_LEVELS). */
+int ckpt_read_config(hid_t file, const char *path, NcsnConfig *cfg, float *sigmas, int *has_sigmas,
+                     char *err, size_t cap);
+/* The same, opening path itself. */
+int ckpt_try_read_config(const char *path, NcsnConfig *cfg, float *sigmas, int *has_sigmas,
+                         char *err, size_t cap);
+/* Group `group` of parameters into buf (laid out by m->table). */
+int ckpt_read_group(hid_t file, const char *path, const char *group, const Model *m, float *buf,
+                    char *err, size_t cap);
+/* Builds m from /model: configuration, weights and sigmas when present. */
+int ckpt_try_load_model(Model *m, hid_t file, const char *path, char *err, size_t cap);
+
+/* The same for commands that stop at bad input: exit 2 with that line. */
 void ckpt_load_model(Model *m, const char *path);
 void ckpt_load_model_from(Model *m, hid_t file, const char *path);
-/* Loads group `group` into weights (laid out by m->table). */
-void ckpt_read_weights(hid_t file, const char *path, const char *group, const Model *m, float *weights);
-/* Writes a model-only file atomically (temporary name, fsync, rename). */
-void ckpt_save_model(const char *path, const Model *m, const float *weights, long step);
+void ckpt_load_group(hid_t file, const char *path, const char *group, const Model *m, float *buf);
 
 /* A training checkpoint adds to the model file:
  *   /ema/<key>                  EMA weights (when EMA is on; same attributes)
@@ -55,22 +78,5 @@ void ckpt_save_train(const char *path, const Model *model, const OptimState *o, 
  * names the file and the field. Never exits: callers decide. */
 int ckpt_try_load_train(const char *path, Model *model, OptimState *o, TrainMeta *meta, char *err,
                         size_t cap);
-/* Reads the configuration and sigmas of a checkpoint without dying:
- * returns 0 or -1 with err. */
-int ckpt_try_read_config(const char *path, NcsnConfig *cfg, float *sigmas, int *has_sigmas,
-                         char *err, size_t cap);
-
-/* An HDF5 file written atomically: created as PATH.tmp.PID (removed if the
- * program dies on an error first), visible under PATH only once
- * atomic_h5_commit has closed, fsynced and renamed it. */
-typedef struct {
-    hid_t file;
-    char path[4096], tmp[4200];
-} AtomicH5;
-hid_t atomic_h5_begin(AtomicH5 *a, const char *path);
-void atomic_h5_commit(AtomicH5 *a);
-
-/* Atomic file replacement: fsync `tmp`, rename it to `final`, fsync the dir. */
-void file_commit(const char *tmp, const char *final);
 
 #endif

@@ -24,6 +24,9 @@ typedef struct {
     const char *range;
 } OptSpec;
 
+/* The most options a subcommand's table may have (checked when parsing). */
+#define OPT_MAX 64
+
 /* Every option of every subcommand. Strings point into argv or defaults. */
 typedef struct {
     const char *cmd;
@@ -53,8 +56,8 @@ typedef struct {
     long n, image_size, height, width, steps_each, micro_batch;
     const char *step_lr, *sampler; /* step_lr: a number or "auto" */
     int no_clip, denoise, trajectory, use_ema;
-    /* which options were given on the command line */
-    const char *given[64];
+    /* which options were given on the command line, each once */
+    const char *given[OPT_MAX];
     int n_given;
 } Options;
 
@@ -72,8 +75,11 @@ void opt_check_model_file(const Options *o, const NcsnConfig *f, const char *pat
 int opt_sigmas(const Options *o, int L, float *sigmas);
 /* Prints every resolved option of the subcommand (rank 0 does this once). */
 void opt_print(const Options *o, FILE *f);
-/* One line per option "name=value" for storing in checkpoints. */
+/* One line per option "name=value" for storing in checkpoints, in buf as
+ * far as cap allows (cap 0: buf may be NULL); returns the whole length. */
 size_t opt_format(const Options *o, char *buf, size_t cap);
+/* The same in a buffer of its size (free it). */
+char *opt_format_alloc(const Options *o);
 
 int cli_main(int argc, char **argv);
 

@@ -25,7 +25,6 @@ void ncsn_set_collective(int on);
 
 /* The rank shown in messages; set once MPI is up. */
 void ncsn_set_rank(int rank);
-int ncsn_rank(void);
 
 /* Files to delete if we die on a usage error (so no partial output is left). */
 void ncsn_cleanup_on_error(const char *path);

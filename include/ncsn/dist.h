@@ -41,7 +41,6 @@ void dist_reducer_ready(void *g, size_t lo);
 void dist_reducer_finish(GradReducer *g);
 
 void dist_bcast(void *buf, size_t bytes, int root);
-void dist_sum_doubles(double *v, int n);
 void dist_sum_floats(float *v, size_t n); /* blocking, in place */
 int dist_max_int(int v);
 /* all[rank * n + i] = mine[i] on every rank */

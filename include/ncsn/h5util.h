@@ -1,9 +1,10 @@
 /* h5util.h: small HDF5 helpers that validate at the border.
  *
  * Every reader checks that the object exists and has the expected class,
- * rank and shape, and on failure exits with status 2 and one line naming
- * the file, the dataset and what was expected. HDF5's own error stack
- * printing is turned off by h5_quiet(). */
+ * rank and shape; on failure the h5_try_ readers return -1 with one line
+ * naming the file, the dataset and what was expected, and the others exit
+ * with status 2 and that line. HDF5's own error stack printing is turned
+ * off by h5_quiet(). */
 #ifndef NCSN_H5UTIL_H
 #define NCSN_H5UTIL_H
 
@@ -54,7 +55,12 @@ H5Info h5_info(hid_t file, const char *path, const char *name);
 float *h5_read_floats(hid_t file, const char *path, const char *name, int rank, hsize_t *dims);
 /* Reads a whole integer dataset of rank 1 as int. */
 int *h5_read_ints(hid_t file, const char *path, const char *name, hsize_t *n);
-/* Reads a dataset of exactly these dims into buf as float32 (with conversion). */
+/* Reads a numeric dataset of exactly these dims into buf as mem_type
+ * (with conversion): 0, or -1 with "PATH: dataset NAME is missing / has
+ * shape [..], expected [..] / cannot read ...: why" in err. */
+int h5_try_read_exact(hid_t file, const char *path, const char *name, int rank, const hsize_t *dims,
+                      hid_t mem_type, void *buf, char *err, size_t cap);
+/* The same, dying with exit 2 and that message. */
 void h5_read_exact(hid_t file, const char *path, const char *name, int rank, const hsize_t *dims,
                    hid_t mem_type, void *buf);
 
@@ -63,11 +69,17 @@ void h5_write(hid_t loc, const char *name, hid_t mem_type, hid_t file_type, int 
               const hsize_t *dims, const void *data);
 void h5_write_scalar_double(hid_t loc, const char *name, double v);
 
+/* n values (n = 1: a scalar) of mem_type, stored as file_type; replaces an
+ * attribute of that name. */
+void h5_attr_write(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, int n, const void *v);
 void h5_attr_write_int(hid_t obj, const char *name, int n, const int *v);
 void h5_attr_write_double(hid_t obj, const char *name, int n, const double *v);
 void h5_attr_write_str(hid_t obj, const char *name, const char *s);
-/* 1 when found (n values of any integer/float type converted), 0 when absent.
- * Dies when present with another count. */
+/* 1 when found (n values of any integer/float type read as mem_type), 0
+ * when absent, -1 with err when present with another count or not numeric. */
+int h5_attr_try_read(hid_t obj, const char *path, const char *obj_name, const char *name, int n,
+                     hid_t mem_type, void *v, char *err, size_t cap);
+/* The same as int or double, dying with exit 2 instead of returning -1. */
 int h5_attr_read_int(hid_t obj, const char *path, const char *obj_name, const char *name, int n,
                      int *v);
 int h5_attr_read_double(hid_t obj, const char *path, const char *obj_name, const char *name, int n,

@@ -111,7 +111,6 @@ void model_drop_grads(Model *m);
  * (as the NCSN paper's code). Uses the counter-based generator with this seed. */
 void model_init_weights(Model *m, uint64_t seed);
 void model_set_sigmas(Model *m, const float *sigmas); /* copies; NULL clears */
-const ParamSpec *model_find(const Model *m, const char *key);
 
 /* make_sigmas(begin, end, L): exp(linspace(log begin, log end, L)) in double.
  * Returns NULL on success or a message. */

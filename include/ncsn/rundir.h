@@ -17,6 +17,10 @@
 
 #include <stddef.h>
 
+/* The longest run directory name: its files' paths (DIR/ckpt-<step>.h5.tmp.<pid>,
+ * ...) must fit the 4096-byte path buffers. */
+#define RUNDIR_MAX_NAME 4000
+
 void rundir_prepare(const char *dir); /* mkdir -p, remove stale temporaries */
 
 /* For `ncsn train`: mkdir -p, lock DIR/.lock (flock, so the kernel lets go
@@ -24,14 +28,17 @@ void rundir_prepare(const char *dir); /* mkdir -p, remove stale temporaries */
  * remove stale temporaries. A file whose holder is gone (the lock is free
  * but names a process) is taken over with a line on stdout. Returns the
  * descriptor to keep open for the run's life, or -1 with one line in err:
- * another process holds the lock (naming its PID and host), or the
- * directory cannot be created or written (with the OS reason). */
+ * another process holds the lock (naming its PID and host), the
+ * directory cannot be created or written (with the OS reason), or its name
+ * is longer than RUNDIR_MAX_NAME. */
 int rundir_lock(const char *dir, char *err, size_t cap);
 /* Removes DIR/.lock and lets go of it (nothing for fd < 0). */
 void rundir_unlock(const char *dir, int fd);
 void rundir_ckpt_path(char *out, size_t cap, const char *dir, long step);
-/* Steps of the checkpoints present, newest first; returns the count. */
-int rundir_list_ckpts(const char *dir, long *steps, int cap);
+/* Steps of the checkpoints present, newest first, in *steps (free it;
+ * steps NULL: only counted); returns the count. */
+int rundir_list_ckpts(const char *dir, long **steps);
+int rundir_count_ckpts(const char *dir);
 /* Points latest.h5 at ckpt-<step>.h5 atomically. */
 void rundir_set_latest(const char *dir, long step);
 /* Deletes all but the `keep` newest checkpoints, never a milestone. */

@@ -1,8 +1,9 @@
 /* sampler.h: the distributed annealed sampler, shared by `ncsn sample` and
  * by `ncsn train --sample-every`.
  *
- * Annealed Langevin dynamics (DESIGN.md 3) or consistent annealed sampling
- * (Jolicoeur-Martineau et al. 2021). The N samples are split across ranks:
+ * Annealed Langevin dynamics (DESIGN.md 3), consistent annealed sampling
+ * (Jolicoeur-Martineau et al. 2021), or Heun's deterministic steps of the
+ * probability-flow ODE between the levels (Karras et al. 2022). The N samples are split across ranks:
  * rank r of R runs [r*N/R, (r+1)*N/R) in micro-batches. Sample k starts
  * from a draw of (seed, k) (or row k of an initial tensor), and its noise at
  * global step g = level * T + step is a draw of (seed, g, k); every
@@ -17,14 +18,14 @@
 #include "ncsn/dist.h"
 #include "ncsn/model.h"
 
-typedef enum { SAMPLER_ALS, SAMPLER_CAS } SamplerKind;
+typedef enum { SAMPLER_ALS, SAMPLER_CAS, SAMPLER_HEUN } SamplerKind;
 
 /* The settings of one sampling run. */
 typedef struct {
     long n;
     Shape img;        /* N = 1 */
     SamplerKind kind;
-    long steps_each;  /* ALS: steps per level; CAS: 1 */
+    long steps_each;  /* ALS: steps per level; CAS, Heun: 1 */
     double step_lr;   /* eps, given or chosen by NCSNv2's technique 4 */
     int step_lr_auto;
     double eta;       /* CAS: eps / sigma_L^2 */
@@ -41,10 +42,11 @@ typedef struct {
  * names in messages: "" for `ncsn sample --sampler`, "sample-" for
  * `ncsn train --sample-sampler`. */
 typedef struct {
-    const char *kind;    /* "als" or "cas" */
+    const char *kind;    /* "als", "cas" or "heun" */
     long steps_each;
     int steps_each_given;
     const char *step_lr; /* a number or "auto" */
+    int step_lr_given;   /* heun takes none */
     const char *prefix;
 } SamplerOptions;
 

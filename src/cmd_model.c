@@ -1,4 +1,4 @@
-/* cmd_net.c: the subcommands that work on one network without MPI:
+/* cmd_model.c: the subcommands that work on one model file without MPI:
  * init, info, score and grad (DESIGN.md 5). score and grad are how users and
  * tests compare the network with other implementations. */
 #define _POSIX_C_SOURCE 200809L
@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ncsn/atomic_file.h"
 #include "ncsn/ckpt.h"
 #include "ncsn/cli.h"
 #include "ncsn/common.h"
@@ -51,7 +52,7 @@ int cmd_init(const Options *o)
     model_init_weights(&m, o->seed);
     if (has) model_set_sigmas(&m, sig);
     free(sig);
-    ckpt_save_model(o->out, &m, m.params, 0);
+    ckpt_save_model(o->out, &m, m.params, NULL, 0);
     print_count("parameters: ", param_count(&m));
     printf("wrote %s\n", o->out);
     model_free(&m);
@@ -180,14 +181,7 @@ int cmd_grad(const Options *o)
     AtomicH5 res;
     hid_t f = atomic_h5_begin(&res, o->out);
     h5_write_scalar_double(f, "/loss", loss);
-    hid_t g = H5Gcreate2(f, "/grad", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    for (int i = 0; i < m.table.n; i++) {
-        const ParamSpec *p = &m.table.specs[i];
-        hsize_t dims[4];
-        for (int k = 0; k < p->ndim; k++) dims[k] = (hsize_t)p->shape[k];
-        h5_write(g, p->key, H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, p->ndim, dims, m.grads + p->offset);
-    }
-    H5Gclose(g);
+    ckpt_write_group(f, "/grad", &m, m.grads);
     atomic_h5_commit(&res);
     printf("loss: %.9g\n", loss);
     dsm_work_free(&w);
