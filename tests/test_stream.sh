@@ -21,13 +21,8 @@
 # Exit 0 pass, 1 fail, 77 skip (python3-h5py/numpy missing). Environment:
 # MPI_LAUNCH (default "mpiexec --oversubscribe -n"), PYTHON.
 set -u
-bin=$(readlink -f "$1")
 src=$2
-py=${PYTHON:-/usr/bin/python3}
-read -r -a launch <<<"${MPI_LAUNCH:-mpiexec --oversubscribe -n}"
-"$py" -c 'import h5py, numpy' 2>/dev/null || { echo "SKIP: python3-h5py / python3-numpy not installed"; exit 77; }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export HDF5_USE_FILE_LOCKING=FALSE OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+. "$(dirname "$0")/preamble.sh"
 unset NCSN_DATA_CACHE_MB
 
 tmp=$(mktemp -d)
