@@ -19,6 +19,10 @@
 #ifndef NCSN_OPS_ISA_H
 #define NCSN_OPS_ISA_H
 
+/* The kernels' vector width in floats: the norms' partial sums and the
+ * Winograd channel blocks are LANES wide (one AVX-512 register; two AVX2). */
+#define LANES 16
+
 #ifdef NCSN_KERNEL_CLONES
 #define OPS_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
 #else

@@ -30,7 +30,6 @@
 #include "expm1.h"
 
 #define NORM_EPS 1e-5
-#define LANES 16
 
 /* sum of f(i) for i < M via LANES partial sums */
 #define LANE_SUM(result, M, expr)                                                                  \

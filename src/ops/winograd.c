@@ -28,7 +28,6 @@
 #include "ncsn/ops.h"
 #include "isa.h"
 
-#define LANES 16
 #define AMAX 6
 
 /* F(m x m, 3x3): output tile m, input tile alpha = m + 2. The transform

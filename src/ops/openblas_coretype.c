@@ -1,4 +1,4 @@
-/* blas_kernels.c: make OpenBLAS use kernels that fit this processor.
+/* openblas_coretype.c: make OpenBLAS use kernels that fit this processor.
  *
  * OpenBLAS (built for several processors) picks its kernels once, when the
  * library is loaded, from the CPU model, or from OPENBLAS_CORETYPE. Version
