@@ -14,13 +14,6 @@
 #include "ncsn/h5util.h"
 #include "ncsn/loss.h"
 
-static size_t param_count(const Model *m)
-{
-    size_t n = 0;
-    for (int i = 0; i < m->table.n; i++) n += m->table.specs[i].count;
-    return n;
-}
-
 static void print_count(const char *label, size_t n)
 {
     char digits[32], out[48];
@@ -53,7 +46,7 @@ int cmd_init(const Options *o)
     if (has) model_set_sigmas(&m, sig);
     free(sig);
     ckpt_save_model(o->out, &m, m.params, NULL, 0);
-    print_count("parameters: ", param_count(&m));
+    print_count("parameters: ", model_param_count(&m));
     printf("wrote %s\n", o->out);
     model_free(&m);
     return 0;
@@ -76,7 +69,7 @@ int cmd_info(const Options *o)
     if (c->plane_head) printf("plane_head:     yes, head_floor %g\n", c->head_floor);
     else printf("plane_head:     no\n");
     printf("norm:           %s\n", norm_kind_name(c->norm));
-    print_count("parameters:     ", param_count(&m));
+    print_count("parameters:     ", model_param_count(&m));
     printf("sigmas:         ");
     if (!m.sigmas) printf("not set");
     for (int i = 0; m.sigmas && i < c->num_classes; i++) printf("%s%.6g", i ? "," : "", m.sigmas[i]);

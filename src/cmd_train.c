@@ -88,7 +88,7 @@ static void check_memory(const Options *o, const TrainConfig *c, const TrainStat
     data_slice(c->batch, t->dist.rank, t->dist.size, &lo, &hi);
     long mb = train_micro_batch(c, hi - lo);
     Shape s = {(int)mb, t->data.C, t->data.H, t->data.W};
-    double P = (double)model_param_count(&cfg) * sizeof(float);
+    double P = (double)model_param_floats(&cfg) * sizeof(float);
     char act[96];
     snprintf(act, sizeof act, "activations of %ld sample%s", mb, mb > 1 ? "s" : "");
     MemPart parts[] = {
@@ -148,12 +148,11 @@ static void print_options(const Options *o, const TrainState *t)
 static void print_model(const TrainState *t, const char *run_dir, long start, long steps)
 {
     const NcsnConfig *c = &t->model.cfg;
-    size_t count = 0;
-    for (int i = 0; i < t->model.table.n; i++) count += t->model.table.specs[i].count;
     printf("model: in_channels %d, nf %d, num_classes %d, dilations %d,%d,%d,%d, scale_by_sigma %d, "
            "plane_head %d (floor %g), norm %s, %zu parameters\n",
            c->in_channels, c->nf, c->num_classes, c->dilations[0], c->dilations[1], c->dilations[2],
-           c->dilations[3], c->scale_by_sigma, c->plane_head, c->head_floor, norm_kind_name(c->norm), count);
+           c->dilations[3], c->scale_by_sigma, c->plane_head, c->head_floor, norm_kind_name(c->norm),
+           model_param_count(&t->model));
     printf("sigmas:");
     for (int i = 0; i < c->num_classes; i++) printf(" %.5g", t->model.sigmas[i]);
     printf("\n");

@@ -187,7 +187,7 @@ void model_init(Model *m, const NcsnConfig *cfg)
     m->grads = xcalloc(m->table.total, sizeof(float));
 }
 
-size_t model_param_count(const NcsnConfig *cfg)
+size_t model_param_floats(const NcsnConfig *cfg)
 {
     Model m;
     memset(&m, 0, sizeof m);
@@ -195,6 +195,13 @@ size_t model_param_count(const NcsnConfig *cfg)
     model_layout(&m);
     free(m.table.specs);
     return m.table.total;
+}
+
+size_t model_param_count(const Model *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < m->table.n; i++) n += m->table.specs[i].count;
+    return n;
 }
 
 void model_drop_grads(Model *m)

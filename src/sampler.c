@@ -152,7 +152,6 @@ static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long 
     double sig_last = m->sigmas[L - 1];
     for (int i = 0; i < L; i++) {
         double sigma = m->sigmas[i];
-        LevelStep st = level_step(S, m->sigmas, L, i);
         for (long b = 0; b < nb; b++) labels[b] = i;
         if (held) {
             known_at_level(S, held, k0, nb, per, i, sigma);
@@ -163,21 +162,23 @@ static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long 
             if (S->clip) clamp(x, (size_t)nb * per);
             if (held) hold_known(S, x, held, k0, nb);
             show(prog, i, L, 0, 1, nb);
-        }
-        for (long t = 0; S->kind != SAMPLER_HEUN && t < S->steps_each; t++) {
-            uint32_t g = (uint32_t)(i * S->steps_each + t);
-            model_forward(m, run, score, x, labels, s);
-            size_t n = (size_t)nb * per;
-            if (st.c != 0.0f) {
-                for (long b = 0; b < nb; b++)
-                    rng_fill_normal(z + b * per, per, S->seed, RNG_LANGEVIN, g, (uint32_t)(k0 + b));
-                for (size_t j = 0; j < n; j++) x[j] = x[j] + st.a * score[j] + st.c * z[j];
-            } else { /* CAS's last level: no noise after it */
-                for (size_t j = 0; j < n; j++) x[j] = x[j] + st.a * score[j];
+        } else {
+            LevelStep st = level_step(S, m->sigmas, L, i);
+            for (long t = 0; t < S->steps_each; t++) {
+                uint32_t g = (uint32_t)(i * S->steps_each + t);
+                model_forward(m, run, score, x, labels, s);
+                size_t n = (size_t)nb * per;
+                if (st.c != 0.0f) {
+                    for (long b = 0; b < nb; b++)
+                        rng_fill_normal(z + b * per, per, S->seed, RNG_LANGEVIN, g, (uint32_t)(k0 + b));
+                    for (size_t j = 0; j < n; j++) x[j] = x[j] + st.a * score[j] + st.c * z[j];
+                } else { /* CAS's last level: no noise after it */
+                    for (size_t j = 0; j < n; j++) x[j] = x[j] + st.a * score[j];
+                }
+                if (S->clip) clamp(x, n);
+                if (held) hold_known(S, x, held, k0, nb);
+                show(prog, i, L, t, S->steps_each, nb);
             }
-            if (S->clip) clamp(x, n);
-            if (held) hold_known(S, x, held, k0, nb);
-            show(prog, i, L, t, S->steps_each, nb);
         }
         if (traj)
             memcpy(traj + ((size_t)i * n_local + row) * per, x, (size_t)nb * per * sizeof(float));
@@ -196,30 +197,32 @@ static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long 
     free(labels);
 }
 
+const char *sampler_name(SamplerKind kind)
+{
+    static const char *const names[] = {"als", "cas", "heun"};
+    return names[kind];
+}
+
 void sampler_setup(Sampler *S, const SamplerOptions *so, const float *sigmas, int L, char *desc, size_t cap)
 {
     const char *p = so->prefix;
     double sL = sigmas[L - 1];
-    if (strcmp(so->kind, "als") == 0) S->kind = SAMPLER_ALS;
-    else if (strcmp(so->kind, "cas") == 0) S->kind = SAMPLER_CAS;
-    else if (strcmp(so->kind, "heun") == 0) S->kind = SAMPLER_HEUN;
-    else ncsn_die_usage("option --%ssampler: expected als, cas or heun, got '%s'", p, so->kind);
+    int k = SAMPLER_ALS;
+    while (k <= SAMPLER_HEUN && strcmp(so->kind, sampler_name((SamplerKind)k)) != 0) k++;
+    if (k > SAMPLER_HEUN) ncsn_die_usage("option --%ssampler: expected als, cas or heun, got '%s'", p, so->kind);
+    S->kind = (SamplerKind)k;
     if (so->steps_each < 1) ncsn_die_usage("option --%ssteps-each: must be >= 1", p);
     S->steps_each = so->steps_each;
-    if (S->kind == SAMPLER_CAS) {
+    if (S->kind != SAMPLER_ALS) {
         if (so->steps_each_given && so->steps_each != 1)
-            ncsn_die_usage("option --%ssteps-each: --%ssampler cas takes one step per noise level, got %ld",
-                           p, p, so->steps_each);
+            ncsn_die_usage("option --%ssteps-each: --%ssampler %s takes one step per noise level, got %ld",
+                           p, p, sampler_name(S->kind), so->steps_each);
         S->steps_each = 1;
     }
     if (S->kind == SAMPLER_HEUN) {
-        if (so->steps_each_given && so->steps_each != 1)
-            ncsn_die_usage("option --%ssteps-each: --%ssampler heun takes one step per noise level, got %ld",
-                           p, p, so->steps_each);
         if (so->step_lr_given)
             ncsn_die_usage("option --%sstep-lr: --%ssampler heun has no step size (its steps are the noise levels)",
                            p, p);
-        S->steps_each = 1;
         S->step_lr = 0.0;
         snprintf(desc, cap, "heun: deterministic, Heun's step of the probability-flow ODE from each level to "
                  "the next (2 network passes per level, %d in all)", 2 * (L - 1));
@@ -323,7 +326,7 @@ void sampler_write(const char *path, const Sampler *S, const Model *m, const Sam
     h5_attr_write_int(ds, "steps_each", 1, &ints[0]);
     h5_attr_write_int(ds, "clip", 1, &ints[1]);
     h5_attr_write_int(ds, "denoise", 1, &ints[2]);
-    h5_attr_write_str(ds, "sampler", S->kind == SAMPLER_CAS ? "cas" : S->kind == SAMPLER_HEUN ? "heun" : "als");
+    h5_attr_write_str(ds, "sampler", sampler_name(S->kind));
     h5_attr_write_double(ds, "step_lr", 1, &S->step_lr);
     h5_attr_write_int(ds, "step_lr_auto", 1, &S->step_lr_auto);
     if (S->kind == SAMPLER_CAS) h5_attr_write_double(ds, "eta", 1, &S->eta);

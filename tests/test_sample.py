@@ -494,6 +494,18 @@ def cas_step_lr(cfg, name):
     return CAS_ETA[name] * float(np.float32(cfg["sigmas"][-1])) ** 2
 
 
+def inpaint_files(wd, prefix, rng, shape):
+    """A known image per sample and one shared mask, drawn from rng and
+    written to WD/PREFIX_known.h5 (/x) and WD/PREFIX_mask.h5 (/mask)."""
+    n, C, H, W = shape
+    known = rng.uniform(-0.9, 0.9, shape).astype(np.float32)
+    mask = (rng.uniform(size=(1, C, H, W)) < 0.5).astype(np.float32)
+    kpath, mpath = os.path.join(wd, f"{prefix}_known.h5"), os.path.join(wd, f"{prefix}_mask.h5")
+    write_x(kpath, "x", known)
+    write_x(mpath, "mask", mask)
+    return known, mask, kpath, mpath
+
+
 def check_cas(binary, wd, name, cfg, model, stats):
     """(h) --sampler cas against the reference: clip on and off, --denoise,
     trajectory, attributes; on config a also inpainting and 1 vs 2 ranks."""
@@ -530,11 +542,7 @@ def check_cas(binary, wd, name, cfg, model, stats):
     if name != "a":
         return
     rng = np.random.default_rng(cfg["seed"] + 1)
-    known = rng.uniform(-0.9, 0.9, shape).astype(np.float32)
-    mask = (rng.uniform(size=(1, C, H, W)) < 0.5).astype(np.float32)
-    kpath, mpath = os.path.join(wd, "cas_known.h5"), os.path.join(wd, "cas_mask.h5")
-    write_x(kpath, "x", known)
-    write_x(mpath, "mask", mask)
+    known, mask, kpath, mpath = inpaint_files(wd, "cas", rng, shape)
     s, _, _ = sample(binary, path, out, n, H, W, 1, lr, seed, cas + ["--inpaint", kpath, "--mask", mpath])
     x_ref, _ = reference_sample(model, shape, 1, lr, seed, known=known, mask=mask, sampler="cas")
     compare(f"{name} cas inpaint samples", s, x_ref, stats, CAS_CLIP_TOL)
@@ -577,20 +585,14 @@ def check_heun(binary, wd, name, cfg, model, stats):
             x_ref, traj_ref = reference_sample(model, shape, 1, 0.0, seed, clip=clip, denoise=denoise,
                                                sampler="heun")
             tag = f"{name} heun {'clip' if clip else 'no-clip'}{' denoise' if denoise else ''}"
-            tol = HEUN_TOL
-            compare(tag + " samples", s, x_ref, stats, tol)
-            compare(tag + " trajectory", traj, traj_ref, stats, tol)
+            compare(tag + " samples", s, x_ref, stats, HEUN_TOL)
+            compare(tag + " trajectory", traj, traj_ref, stats, HEUN_TOL)
             check(attrs["sampler"] == b"heun" and attrs["steps_each"] == 1, f"{tag}: /samples attributes: {attrs}")
             if clip:
                 check(np.abs(s).max() <= 1.0, f"{tag}: clip on but a sample leaves [-1, 1]")
     if name != "a":
         return
-    rng = np.random.default_rng(cfg["seed"] + 2)
-    known = rng.uniform(-0.9, 0.9, shape).astype(np.float32)
-    mask = (rng.uniform(size=(1, C, H, W)) < 0.5).astype(np.float32)
-    kpath, mpath = os.path.join(wd, "heun_known.h5"), os.path.join(wd, "heun_mask.h5")
-    write_x(kpath, "x", known)
-    write_x(mpath, "mask", mask)
+    known, mask, kpath, mpath = inpaint_files(wd, "heun", np.random.default_rng(cfg["seed"] + 2), shape)
     s, _, _ = heun(["--inpaint", kpath, "--mask", mpath])
     x_ref, _ = reference_sample(model, shape, 1, 0.0, seed, known=known, mask=mask, sampler="heun")
     compare(f"{name} heun inpaint samples", s, x_ref, stats, HEUN_TOL)

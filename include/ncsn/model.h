@@ -101,8 +101,11 @@ typedef struct {
 /* Builds the layout and allocates params (zero) and grads (zero). */
 void model_init(Model *m, const NcsnConfig *cfg);
 void model_free(Model *m);
-/* table.total of model_init(cfg), without allocating anything. */
-size_t model_param_count(const NcsnConfig *cfg);
+/* table.total of model_init(cfg) (floats, each tensor padded to a multiple
+ * of 16), without allocating anything: what the buffers take. */
+size_t model_param_floats(const NcsnConfig *cfg);
+/* The number of parameters: the tensors' element counts, no padding. */
+size_t model_param_count(const Model *m);
 /* For forward-only use (sampling, scoring): frees the gradient buffer,
  * 50 MB at nf 128; model_backward then refuses to run. */
 void model_drop_grads(Model *m);

@@ -50,6 +50,10 @@ typedef struct {
     const char *prefix;
 } SamplerOptions;
 
+/* "als", "cas" or "heun": the --sampler value and the samples file's
+ * attribute. */
+const char *sampler_name(SamplerKind kind);
+
 /* Fills S->kind, steps_each, step_lr (technique 4 for auto), step_lr_auto
  * and eta for the levels sigmas[L], and a one-line description. Usage
  * errors exit 2 naming the option and, for CAS, the bounds on eta. */
