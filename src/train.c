@@ -107,7 +107,7 @@ static double forward_backward(const TrainConfig *c, TrainState *t, StepWork *w,
 {
     Model *m = &t->model;
     size_t per = (size_t)w->s.C * w->s.H * w->s.W;
-    memset(m->grads, 0, m->table.total * sizeof(float));
+    vec_zero(m->grads, m->table.total);
     double local = 0.0;
     for (long k0 = w->lo; k0 < w->hi; k0 += w->mb) {
         long n = w->hi - k0 < w->mb ? w->hi - k0 : w->mb, last = k0 + n == w->hi;

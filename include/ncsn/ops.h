@@ -28,9 +28,11 @@ int ops_threads(void);
  *                   channels, or chunks of elements (act.c);
  *   flops_per_item  the cost of one item in floating-point operations (a
  *                   memory-bound element counted as a few flops).
- * Returns 1 when items * flops_per_item < 4e6, where waking the threads
- * would cost more than they save; else min(ops_threads(), items); at
- * least 1 (items <= 0 included). */
+ * Returns 1 when items * flops_per_item < 2e5 (tens of microseconds of
+ * work, where waking the threads would cost about what they save); else
+ * min(ops_threads(), items); at least 1 (items <= 0 included). The floor
+ * was 4e6 until a batch of 1 or 2 had to use every thread: it kept a
+ * sample's norms and pooling (1e6 flops at nf 128, 32x32) on one thread. */
 int ops_threads_for(int items, double flops_per_item);
 
 /* OpenBLAS kernels: when OpenBLAS fell back to kernels far older than the

@@ -40,7 +40,7 @@ int ops_threads(void)
 
 int ops_threads_for(int items, double flops_per_item)
 {
-    if (flops_per_item * items < 4e6) return 1; /* waking threads would cost more */
+    if (flops_per_item * items < 2e5) return 1; /* see ops.h */
     int n = ops_threads();
     return n < items ? n : (items > 0 ? items : 1);
 }

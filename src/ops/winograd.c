@@ -18,7 +18,13 @@
  * LANES channels at once so the compiler vectorises across them.
  * A sample's whole convolution (decimate, transforms, the alpha^2 products,
  * the inverse) runs in one thread on buffers of one sample, which stay in
- * cache; the threads take whole samples, and BLAS runs single-threaded. */
+ * cache; the threads take whole samples, and BLAS runs single-threaded.
+ * The samples left over when the batch does not divide among the threads
+ * (all of them when a rank holds fewer samples than threads) are instead
+ * split inside: each thread takes a range of channel blocks in the
+ * transforms and a range of the alpha^2 products. Each product and each
+ * block's transform is the same call either way, so a sample's results do
+ * not depend on how it was split (bitwise). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -80,6 +86,14 @@ FLAT(F4_GT, 1.0f / 4, -1.0f / 6, -1.0f / 6, 1.0f / 24, 1.0f / 24, 0, 0, -1.0f / 
 #define CB LANES
 
 static int round_up(int c) { return (c + CB - 1) / CB * CB; }
+
+/* A range [b0, b1) of channel blocks or of transform points. */
+typedef struct {
+    int b0, b1;
+} Range;
+
+/* Thread th's share of n items split over nt threads. */
+static Range share(int n, int th, int nt) { return (Range){n * th / nt, n * (th + 1) / nt}; }
 
 typedef struct {
     int d, m, alpha, th, tw, PH, PW, T;
@@ -172,13 +186,12 @@ static void zero_pads(float *plane, int rows, int cols, const Grid *g)
 /* pixels of phase ph on an axis of n pixels */
 static int phase_len(int n, int ph, int d) { return ph < n ? (n - ph + d - 1) / d : 0; }
 
-/* planes <- x [C][H][W] (one sample). LANES pixels of LANES channels are
+/* planes <- x [C][H][W] (one sample; channel blocks r). LANES pixels of LANES channels are
  * loaded as rows, transposed, and stored pixel by pixel. */
-static void decimate(float *planes, const float *x, Shape s, const Grid *g)
+static void decimate(float *planes, const float *x, Shape s, const Grid *g, Range r)
 {
-    int nb = round_up(s.C) / CB;
     size_t HW = (size_t)s.H * s.W;
-    for (int b = 0; b < nb; b++) {
+    for (int b = r.b0; b < r.b1; b++) {
         int nl = s.C - b * CB < CB ? s.C - b * CB : CB;
         const float *xb = x + (size_t)b * CB * HW;
         for (int ph = 0; ph < g->d; ph++)
@@ -202,11 +215,10 @@ static void decimate(float *planes, const float *x, Shape s, const Grid *g)
 }
 
 /* y [C][H][W] (+)= the image part of planes (one sample) */
-static void undecimate(float *y, float *planes, Shape s, const Grid *g, int accumulate)
+static void undecimate(float *y, float *planes, Shape s, const Grid *g, int accumulate, Range r)
 {
-    int nb = round_up(s.C) / CB;
     size_t HW = (size_t)s.H * s.W;
-    for (int b = 0; b < nb; b++) {
+    for (int b = r.b0; b < r.b1; b++) {
         int nl = s.C - b * CB < CB ? s.C - b * CB : CB;
         float *yb = y + (size_t)b * CB * HW;
         for (int h = 0; h < s.H; h++) {
@@ -337,8 +349,13 @@ INLINE void weight_transform_co(float *U, const float *g, int co, int cin, size_
         transform2d(out, in, Gm, a, 3, Gm, a, 3);
         for (int i = 0; i < a; i++)
             for (int j = 0; j < a; j++) {
+                float *dst = U + (size_t)(i * a + j) * plane + (size_t)co * Cp + c0;
+                if (nl == LANES) { /* one vector store; a memcpy of nl floats was a call per point */
+                    vstore(dst, out[i][j]);
+                    continue;
+                }
                 vstore(res, out[i][j]);
-                memcpy(U + (size_t)(i * a + j) * plane + (size_t)co * Cp + c0, res, nl * sizeof(float));
+                memcpy(dst, res, nl * sizeof(float));
             }
     }
 }
@@ -349,7 +366,7 @@ static OPS_KERNEL void weight_transform(float *U, const float *g, int cout, int 
 {
     int a = w->alpha;
     size_t plane = (size_t)round_up(cout) * round_up(cin);
-    memset(U, 0, (size_t)a * a * plane * sizeof(float));
+    vec_zero(U, (size_t)a * a * plane); /* the padding; threaded: megabytes at full size */
 #pragma omp parallel for num_threads(ops_threads_for(cout, 20.0 * a * a * cin)) schedule(static)
     for (int co = 0; co < cout; co++) {
         if (w->m == 4) weight_transform_co(U, g, co, cin, plane, 6, F4_G);
@@ -392,11 +409,11 @@ static OPS_KERNEL void weight_transform_adjoint(float *dg, const float *dU, int 
  * channel: the input transform (L = R = B^T, alpha x alpha windows) and the
  * adjoint output transform (L = R = A, m x m windows at +1, +1). */
 INLINE void gather_transform(float *X, const float *planes, int Cp, const Grid *g, const size_t *off, int a,
-                             int rows, int shift, const float *L, TileOp op)
+                             int rows, int shift, const float *L, TileOp op, Range r)
 {
     int T = g->T;
     if (rows > AMAX || a > AMAX) return; /* cannot happen; tells the compiler the bounds */
-    for (int b = 0; b < Cp / CB; b++) {
+    for (int b = r.b0; b < r.b1; b++) {
         const float *pb = planes + (size_t)b * g->per_b + ((size_t)shift * g->PW + shift) * CB;
         for (int t = 0; t < T; t++) {
             vec in[AMAX][AMAX], out[AMAX][AMAX];
@@ -416,11 +433,11 @@ INLINE void gather_transform(float *X, const float *planes, int Cp, const Grid *
  * (L = R = A^T, m x m windows at +1, +1, written) and the adjoint input
  * transform (L = R = B, alpha x alpha windows, added: windows overlap). */
 INLINE void transform_scatter(float *planes, const float *X, int Cp, const Grid *g, const size_t *off, int a,
-                              int rows, int shift, const float *L, TileOp op, int add)
+                              int rows, int shift, const float *L, TileOp op, int add, Range r)
 {
     int T = g->T;
     if (rows > AMAX || a > AMAX) return; /* cannot happen; tells the compiler the bounds */
-    for (int b = 0; b < Cp / CB; b++) {
+    for (int b = r.b0; b < r.b1; b++) {
         float *pb = planes + (size_t)b * g->per_b + ((size_t)shift * g->PW + shift) * CB;
         for (int t = 0; t < T; t++) {
             vec in[AMAX][AMAX], out[AMAX][AMAX];
@@ -439,29 +456,29 @@ INLINE void transform_scatter(float *planes, const float *X, int Cp, const Grid 
     }
 }
 
-/* The four tile transforms, instantiated per F(m). */
-static void input_transform(float *V, const float *planes, int Cp, const Grid *g, const size_t *off)
+/* The four tile transforms, instantiated per F(m); each on the channel blocks r. */
+static void input_transform(float *V, const float *planes, int Cp, const Grid *g, const size_t *off, Range r)
 {
-    if (g->m == 4) gather_transform(V, planes, Cp, g, off, 6, 6, 0, F4_BT, T_BT);
-    else gather_transform(V, planes, Cp, g, off, 4, 4, 0, F2_BT, T_BT);
+    if (g->m == 4) gather_transform(V, planes, Cp, g, off, 6, 6, 0, F4_BT, T_BT, r);
+    else gather_transform(V, planes, Cp, g, off, 4, 4, 0, F2_BT, T_BT, r);
 }
 
-static void output_transform_adjoint(float *dM, const float *planes, int Op, const Grid *g, const size_t *off)
+static void output_transform_adjoint(float *dM, const float *planes, int Op, const Grid *g, const size_t *off, Range r)
 {
-    if (g->m == 4) gather_transform(dM, planes, Op, g, off, 6, 4, 1, F4_A, T_A);
-    else gather_transform(dM, planes, Op, g, off, 4, 2, 1, F2_A, T_A);
+    if (g->m == 4) gather_transform(dM, planes, Op, g, off, 6, 4, 1, F4_A, T_A, r);
+    else gather_transform(dM, planes, Op, g, off, 4, 2, 1, F2_A, T_A, r);
 }
 
-static void output_transform(float *planes, const float *M, int Op, const Grid *g, const size_t *off)
+static void output_transform(float *planes, const float *M, int Op, const Grid *g, const size_t *off, Range r)
 {
-    if (g->m == 4) transform_scatter(planes, M, Op, g, off, 6, 4, 1, F4_AT, T_AT, 0);
-    else transform_scatter(planes, M, Op, g, off, 4, 2, 1, F2_AT, T_AT, 0);
+    if (g->m == 4) transform_scatter(planes, M, Op, g, off, 6, 4, 1, F4_AT, T_AT, 0, r);
+    else transform_scatter(planes, M, Op, g, off, 4, 2, 1, F2_AT, T_AT, 0, r);
 }
 
-static void input_transform_adjoint(float *planes, const float *dV, int Cp, const Grid *g, const size_t *off)
+static void input_transform_adjoint(float *planes, const float *dV, int Cp, const Grid *g, const size_t *off, Range r)
 {
-    if (g->m == 4) transform_scatter(planes, dV, Cp, g, off, 6, 6, 0, F4_B, T_B, 1);
-    else transform_scatter(planes, dV, Cp, g, off, 4, 4, 0, F2_B, T_B, 1);
+    if (g->m == 4) transform_scatter(planes, dV, Cp, g, off, 6, 6, 0, F4_B, T_B, 1, r);
+    else transform_scatter(planes, dV, Cp, g, off, 4, 4, 0, F2_B, T_B, 1, r);
 }
 
 /* The work buffer: the transformed weights and their gradient, shared,
@@ -531,75 +548,167 @@ size_t wino_work_floats(Shape s, int cout, int d, int algo)
     return shared_floats(&p) + (size_t)ops_threads() * p.slice_floats;
 }
 
-OPS_KERNEL void wino_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout, int d,
-                  int accumulate, int algo, float *work)
+/* What one thread does of one sample: its channel blocks of the input and
+ * of the output, and its transform points. team: the sample is split over
+ * the threads of the enclosing parallel region, which meet at barriers
+ * between the stages; else the thread does all of it alone. */
+typedef struct {
+    Range in, out, xi;
+    int team;
+} Part;
+
+static Part whole_sample(const Plan *p) { return (Part){{0, p->Cp / CB}, {0, p->Op / CB}, {0, p->a2}, 0}; }
+
+static Part part_of_sample(const Plan *p, int th, int nt)
 {
-    Plan p = plan(s, cout, d, algo, work);
-    int T = p.g.T, Cp = p.Cp, Op = p.Op, a2 = p.a2;
+    return (Part){share(p->Cp / CB, th, nt), share(p->Op / CB, th, nt), share(p->a2, th, nt), 1};
+}
+
+static void meet(const Part *pt)
+{
+    if (pt->team) {
+#pragma omp barrier
+    }
+}
+
+/* How a batch of N is split: the first `whole` samples one per thread over
+ * `nt` threads, the rest each over a team of `team` threads. */
+typedef struct {
+    int nt, whole, team;
+} Split;
+
+static Split split_batch(int N, double flops_per_sample)
+{
+    int all = ops_threads_for(ops_threads(), flops_per_sample * N / ops_threads());
+    Split sp = {all < N ? all : N, N / all * all, all};
+    return sp;
+}
+
+/* y = conv(x) + b for one sample (see Part). */
+static void forward_sample(const Plan *p, Slice sl, const Part *pt, float *y, const float *x, const float *b,
+                           Shape s, int cout, int accumulate)
+{
+    int T = p->g.T, Cp = p->Cp, Op = p->Op, a2 = p->a2;
     size_t P = (size_t)s.H * s.W;
     Shape si = s, so = s;
     si.N = so.N = 1;
     so.C = cout;
+    decimate(sl.planes, x, si, &p->g, pt->in);
+    input_transform(sl.V, sl.planes, Cp, &p->g, p->off, pt->in);
+    meet(pt);
+    for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* M[.][xi] [T][Op] = V[.][xi] [T][Cp] U[xi]^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, Op, Cp, 1.0f, sl.V + (size_t)xi * Cp, a2 * Cp,
+                    p->U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.M + (size_t)xi * Op, a2 * Op);
+    meet(pt);
+    output_transform(sl.planes, sl.M, Op, &p->g, p->off, pt->out);
+    undecimate(y, sl.planes, so, &p->g, accumulate, pt->out);
+    int c1 = pt->out.b1 * CB < cout ? pt->out.b1 * CB : cout;
+    for (int co = pt->out.b0 * CB; co < c1; co++) {
+        float bias = b[co], *yc = y + (size_t)co * P;
+        for (size_t i = 0; i < P; i++) yc[i] += bias;
+    }
+    meet(pt); /* the next sample reuses the buffers */
+}
+
+OPS_KERNEL void wino_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout, int d,
+                  int accumulate, int algo, float *work)
+{
+    Plan p = plan(s, cout, d, algo, work);
+    size_t P = (size_t)s.H * s.W;
     weight_transform(p.U, w, cout, s.C, p.w);
-    int nt = ops_threads_for(s.N, 2.0 * p.a2 * T * Cp * Op);
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (int n = 0; n < s.N; n++) {
-        Slice sl = slice(&p, omp_get_thread_num());
-        decimate(sl.planes, in + (size_t)n * s.C * P, si, &p.g);
-        input_transform(sl.V, sl.planes, Cp, &p.g, p.off);
-        for (int xi = 0; xi < p.a2; xi++) /* M[.][xi] [T][Op] = V[.][xi] [T][Cp] U[xi]^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, Op, Cp, 1.0f, sl.V + (size_t)xi * Cp, a2 * Cp,
-                        p.U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.M + (size_t)xi * Op, a2 * Op);
-        output_transform(sl.planes, sl.M, Op, &p.g, p.off);
-        float *y = out + (size_t)n * cout * P;
-        undecimate(y, sl.planes, so, &p.g, accumulate);
-        for (int co = 0; co < cout; co++) {
-            float bias = b[co], *yc = y + (size_t)co * P;
-            for (size_t i = 0; i < P; i++) yc[i] += bias;
+    Split sp = split_batch(s.N, 2.0 * p.a2 * p.g.T * p.Cp * p.Op);
+    if (sp.whole > 0) {
+#pragma omp parallel for num_threads(sp.nt) schedule(static)
+        for (int n = 0; n < sp.whole; n++) {
+            Part pt = whole_sample(&p);
+            forward_sample(&p, slice(&p, omp_get_thread_num()), &pt, out + (size_t)n * cout * P,
+                           in + (size_t)n * s.C * P, b, s, cout, accumulate);
         }
     }
+    if (sp.whole == s.N) return;
+#pragma omp parallel num_threads(sp.team)
+    {
+        Part pt = part_of_sample(&p, omp_get_thread_num(), sp.team);
+        for (int n = sp.whole; n < s.N; n++)
+            forward_sample(&p, slice(&p, 0), &pt, out + (size_t)n * cout * P, in + (size_t)n * s.C * P, b, s, cout,
+                           accumulate);
+    }
+}
+
+/* One sample's share of the backward pass (see Part): din (+)= its input
+ * gradient, sl.dU += its transformed weight gradient. */
+static void backward_sample(const Plan *p, Slice sl, const Part *pt, float *din, int want_dw, const float *dout,
+                            const float *in, Shape s, int cout)
+{
+    int T = p->g.T, Cp = p->Cp, Op = p->Op, a2 = p->a2;
+    Shape si = s, so = s;
+    si.N = so.N = 1;
+    so.C = cout;
+    decimate(sl.planes, dout, so, &p->g, pt->out);
+    output_transform_adjoint(sl.M, sl.planes, Op, &p->g, p->off, pt->out); /* M holds dM [T][xi][Op] */
+    meet(pt);
+    if (want_dw) {
+        decimate(sl.planes, in, si, &p->g, pt->in);
+        input_transform(sl.V, sl.planes, Cp, &p->g, p->off, pt->in);
+        meet(pt);
+        for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* dU[xi] [Op][Cp] += dM[.][xi]^T V[.][xi] */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Op, Cp, T, 1.0f, sl.M + (size_t)xi * Op, a2 * Op,
+                        sl.V + (size_t)xi * Cp, a2 * Cp, 1.0f, sl.dU + (size_t)xi * Op * Cp, Cp);
+    }
+    if (din) {
+        for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* dV[.][xi] [T][Cp] = dM[.][xi] U[xi] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Cp, Op, 1.0f, sl.M + (size_t)xi * Op, a2 * Op,
+                        p->U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.dV + (size_t)xi * Cp, a2 * Cp);
+        meet(pt);
+        memset(sl.planes + (size_t)pt->in.b0 * p->g.per_b, 0,
+               (size_t)(pt->in.b1 - pt->in.b0) * p->g.per_b * sizeof(float));
+        input_transform_adjoint(sl.planes, sl.dV, Cp, &p->g, p->off, pt->in);
+        undecimate(din, sl.planes, si, &p->g, 1, pt->in);
+    }
+    meet(pt); /* the next sample reuses the buffers */
 }
 
 OPS_KERNEL void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w, Shape s, int cout,
                    int d, int algo, float *work)
 {
     Plan p = plan(s, cout, d, algo, work);
-    int T = p.g.T, Cp = p.Cp, Op = p.Op, a2 = p.a2;
-    size_t P = (size_t)s.H * s.W, ucount = (size_t)p.a2 * Op * Cp;
-    Shape si = s, so = s;
-    si.N = so.N = 1;
-    so.C = cout;
+    size_t P = (size_t)s.H * s.W, ucount = (size_t)p.a2 * p.Op * p.Cp;
     if (din) weight_transform(p.U, w, cout, s.C, p.w);
-    int nt = ops_threads_for(s.N, 4.0 * p.a2 * T * Cp * Op);
-#pragma omp parallel num_threads(nt)
-    {
-        int th = omp_get_thread_num();
-        Slice sl = slice(&p, th);
-        if (dw) memset(sl.dU, 0, ucount * sizeof(float));
+    Split sp = split_batch(s.N, 4.0 * p.a2 * p.g.T * p.Cp * p.Op);
+    if (sp.whole > 0) {
+#pragma omp parallel num_threads(sp.nt)
+        {
+            Slice sl = slice(&p, omp_get_thread_num());
+            Part pt = whole_sample(&p);
+            if (dw) memset(sl.dU, 0, ucount * sizeof(float));
 #pragma omp for schedule(static)
-        for (int n = 0; n < s.N; n++) {
-            decimate(sl.planes, dout + (size_t)n * cout * P, so, &p.g);
-            output_transform_adjoint(sl.M, sl.planes, Op, &p.g, p.off); /* M holds dM [T][xi][Op] */
-            if (dw) {
-                decimate(sl.planes, in + (size_t)n * s.C * P, si, &p.g);
-                input_transform(sl.V, sl.planes, Cp, &p.g, p.off);
-                for (int xi = 0; xi < p.a2; xi++) /* dU[xi] [Op][Cp] += dM[.][xi]^T V[.][xi] */
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Op, Cp, T, 1.0f, sl.M + (size_t)xi * Op,
-                                a2 * Op, sl.V + (size_t)xi * Cp, a2 * Cp, 1.0f, sl.dU + (size_t)xi * Op * Cp, Cp);
-            }
-            if (din) {
-                for (int xi = 0; xi < p.a2; xi++) /* dV[.][xi] [T][Cp] = dM[.][xi] U[xi] */
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Cp, Op, 1.0f, sl.M + (size_t)xi * Op,
-                                a2 * Op, p.U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.dV + (size_t)xi * Cp, a2 * Cp);
-                memset(sl.planes, 0, (size_t)Cp / CB * p.g.per_b * sizeof(float));
-                input_transform_adjoint(sl.planes, sl.dV, Cp, &p.g, p.off);
-                undecimate(din + (size_t)n * s.C * P, sl.planes, si, &p.g, 1);
-            }
+            for (int n = 0; n < sp.whole; n++)
+                backward_sample(&p, sl, &pt, din ? din + (size_t)n * s.C * P : NULL, dw != NULL,
+                                dout + (size_t)n * cout * P, in + (size_t)n * s.C * P, s, cout);
+        }
+    }
+    if (sp.whole < s.N) {
+        /* the rest add to thread 0's share of dU, each thread to its own transform points */
+#pragma omp parallel num_threads(sp.team)
+        {
+            Part pt = part_of_sample(&p, omp_get_thread_num(), sp.team);
+            Slice sl = slice(&p, 0);
+            if (dw && sp.whole == 0)
+                memset(sl.dU + (size_t)pt.xi.b0 * p.Op * p.Cp, 0,
+                       (size_t)(pt.xi.b1 - pt.xi.b0) * p.Op * p.Cp * sizeof(float));
+            for (int n = sp.whole; n < s.N; n++)
+                backward_sample(&p, sl, &pt, din ? din + (size_t)n * s.C * P : NULL, dw != NULL,
+                                dout + (size_t)n * cout * P, in + (size_t)n * s.C * P, s, cout);
         }
     }
     if (!dw) return;
     /* the threads' shares, summed in thread order */
-    memcpy(p.dU, slice(&p, 0).dU, ucount * sizeof(float));
-    for (int th = 1; th < nt; th++) vec_add(p.dU, slice(&p, th).dU, ucount);
+    int shares = sp.whole > 0 ? sp.nt : 1;
+    if (shares == 1) {
+        weight_transform_adjoint(dw, slice(&p, 0).dU, cout, s.C, p.w);
+        return;
+    }
+    vec_copy(p.dU, slice(&p, 0).dU, ucount);
+    for (int th = 1; th < shares; th++) vec_add(p.dU, slice(&p, th).dU, ucount);
     weight_transform_adjoint(dw, p.dU, cout, s.C, p.w);
 }
