@@ -613,6 +613,7 @@ static void forward_sample(const Plan *p, Slice sl, const Part *pt, float *y, co
 OPS_KERNEL void wino_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout, int d,
                   int accumulate, int algo, float *work)
 {
+    if (s.N <= 0) return;
     Plan p = plan(s, cout, d, algo, work);
     size_t P = (size_t)s.H * s.W;
     weight_transform(p.U, w, cout, s.C, p.w);
@@ -671,6 +672,7 @@ static void backward_sample(const Plan *p, Slice sl, const Part *pt, float *din,
 OPS_KERNEL void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w, Shape s, int cout,
                    int d, int algo, float *work)
 {
+    if (s.N <= 0) return; /* no gradient to add */
     Plan p = plan(s, cout, d, algo, work);
     size_t P = (size_t)s.H * s.W, ucount = (size_t)p.a2 * p.Op * p.Cp;
     if (din) weight_transform(p.U, w, cout, s.C, p.w);
