@@ -15,7 +15,6 @@
 #include "ncsn/rundir.h"
 
 #define EVAL_HEADER "step,fd,fd_floor,classifier_score,classes_5pct,n_classes"
-#define SAMPLE_MICRO_BATCH 16 /* samples per forward pass; the result does not depend on it */
 
 /* The held-out file: images of the training images' shape. The evaluation's
  * classifier trains on the training file's /labels, so it must have them. */
@@ -63,7 +62,7 @@ void train_samples_init(TrainSamples *ts, const TrainSamplesConfig *c, const Mod
         sampler_setup(S, &c->sampler, model->sigmas, L, ts->desc, sizeof ts->desc);
         S->clip = c->clip;
         S->denoise = 1;
-        S->micro_batch = SAMPLE_MICRO_BATCH;
+        S->micro_batch = sampler_auto_micro_batch();
         S->seed = c->seed;
         if (c->eval_data) {
             if (c->n < 2) ncsn_die_usage("option --sample-n: the evaluation (--eval-data) needs at least 2 samples");

@@ -31,7 +31,7 @@ typedef struct {
     double eta;       /* CAS: eps / sigma_L^2 */
     int clip, denoise, normal_init;
     int trajectory;   /* keep the state after each level */
-    long micro_batch; /* samples per forward pass on a rank */
+    long micro_batch; /* samples per forward pass on a rank (the result does not depend on it) */
     uint64_t seed;
     const float *init;         /* [n, C, H, W] or NULL */
     const float *known, *mask; /* inpainting: [n_known, C, H, W], n_known is 1 or n */
@@ -50,6 +50,11 @@ typedef struct {
     const char *prefix;
 } SamplerOptions;
 
+/* The default samples per forward pass: the larger of 4 and the rank's
+ * threads, so that every thread takes whole samples while the activations
+ * stay small (16 at a time held about 100 MB more at nf 128, 32x32, for
+ * the same speed: docs/performance.md). */
+long sampler_auto_micro_batch(void);
 /* "als", "cas" or "heun": the --sampler value and the samples file's
  * attribute. */
 const char *sampler_name(SamplerKind kind);

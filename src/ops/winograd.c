@@ -366,7 +366,7 @@ static OPS_KERNEL void weight_transform(float *U, const float *g, int cout, int 
 {
     int a = w->alpha;
     size_t plane = (size_t)round_up(cout) * round_up(cin);
-    vec_zero(U, (size_t)a * a * plane); /* the padding; threaded: megabytes at full size */
+    if (cin % CB || cout % CB) vec_zero(U, (size_t)a * a * plane); /* the padding (none when both divide) */
 #pragma omp parallel for num_threads(ops_threads_for(cout, 20.0 * a * a * cin)) schedule(static)
     for (int co = 0; co < cout; co++) {
         if (w->m == 4) weight_transform_co(U, g, co, cin, plane, 6, F4_G);
@@ -637,9 +637,10 @@ OPS_KERNEL void wino_forward(float *out, const float *in, const float *w, const 
 }
 
 /* One sample's share of the backward pass (see Part): din (+)= its input
- * gradient, sl.dU += its transformed weight gradient. */
-static void backward_sample(const Plan *p, Slice sl, const Part *pt, float *din, int want_dw, const float *dout,
-                            const float *in, Shape s, int cout)
+ * gradient, sl.dU = dU_beta sl.dU + its transformed weight gradient (0 for
+ * the first sample into a share: no zeroing pass over dU). */
+static void backward_sample(const Plan *p, Slice sl, const Part *pt, float *din, int want_dw, float dU_beta,
+                            const float *dout, const float *in, Shape s, int cout)
 {
     int T = p->g.T, Cp = p->Cp, Op = p->Op, a2 = p->a2;
     Shape si = s, so = s;
@@ -652,9 +653,9 @@ static void backward_sample(const Plan *p, Slice sl, const Part *pt, float *din,
         decimate(sl.planes, in, si, &p->g, pt->in);
         input_transform(sl.V, sl.planes, Cp, &p->g, p->off, pt->in);
         meet(pt);
-        for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* dU[xi] [Op][Cp] += dM[.][xi]^T V[.][xi] */
+        for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* dU[xi] [Op][Cp] (+)= dM[.][xi]^T V[.][xi] */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Op, Cp, T, 1.0f, sl.M + (size_t)xi * Op, a2 * Op,
-                        sl.V + (size_t)xi * Cp, a2 * Cp, 1.0f, sl.dU + (size_t)xi * Op * Cp, Cp);
+                        sl.V + (size_t)xi * Cp, a2 * Cp, dU_beta, sl.dU + (size_t)xi * Op * Cp, Cp);
     }
     if (din) {
         for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* dV[.][xi] [T][Cp] = dM[.][xi] U[xi] */
@@ -682,11 +683,13 @@ OPS_KERNEL void wino_backward(float *din, float *dw, const float *dout, const fl
         {
             Slice sl = slice(&p, omp_get_thread_num());
             Part pt = whole_sample(&p);
-            if (dw) memset(sl.dU, 0, ucount * sizeof(float));
+            float beta = 0.0f; /* every thread gets at least one sample: sp.whole >= sp.nt */
 #pragma omp for schedule(static)
-            for (int n = 0; n < sp.whole; n++)
-                backward_sample(&p, sl, &pt, din ? din + (size_t)n * s.C * P : NULL, dw != NULL,
+            for (int n = 0; n < sp.whole; n++) {
+                backward_sample(&p, sl, &pt, din ? din + (size_t)n * s.C * P : NULL, dw != NULL, beta,
                                 dout + (size_t)n * cout * P, in + (size_t)n * s.C * P, s, cout);
+                beta = 1.0f;
+            }
         }
     }
     if (sp.whole < s.N) {
@@ -695,12 +698,10 @@ OPS_KERNEL void wino_backward(float *din, float *dw, const float *dout, const fl
         {
             Part pt = part_of_sample(&p, omp_get_thread_num(), sp.team);
             Slice sl = slice(&p, 0);
-            if (dw && sp.whole == 0)
-                memset(sl.dU + (size_t)pt.xi.b0 * p.Op * p.Cp, 0,
-                       (size_t)(pt.xi.b1 - pt.xi.b0) * p.Op * p.Cp * sizeof(float));
             for (int n = sp.whole; n < s.N; n++)
                 backward_sample(&p, sl, &pt, din ? din + (size_t)n * s.C * P : NULL, dw != NULL,
-                                dout + (size_t)n * cout * P, in + (size_t)n * s.C * P, s, cout);
+                                n == 0 ? 0.0f : 1.0f, dout + (size_t)n * cout * P, in + (size_t)n * s.C * P, s,
+                                cout);
         }
     }
     if (!dw) return;
