@@ -27,10 +27,13 @@
 # Per-step times: PyTorch, the median of the timed steps after the warm-up;
 # ncsn train, the median of the wall_s differences in DIR/metrics.csv over the
 # steps after the warm-up; ncsn sample with --steps-each 1 runs one Langevin
-# step per noise level and prints a line after each level, which this script
-# timestamps as it arrives: the median over levels 2..10 (level 1 is the
-# warm-up), and beside it the program's own overall rate (10 steps over the
-# sampling loop's X seconds, level 1 included).
+# step per noise level and prints a line after each level of each
+# micro-batch (its default: 4 samples per pass at 1-4 threads), which this
+# script timestamps as it arrives: the median time between lines (one level
+# of one micro-batch; the first line, after the warm-up, starts the count)
+# times the passes per level (lines / 10 levels), and beside it the
+# program's own overall rate (10 steps over the sampling loop's X seconds,
+# the warm-up included).
 # Effective GFLOP/s counts direct-convolution FLOPs (24.78 GFLOP per image
 # forward at nf 128; a training step counts 3x).
 # CPU% is the process's (user + sys) / wall time: below 100 per thread when
@@ -283,10 +286,11 @@ for kind, blas, layout, out, load in runs:
         for t, text in log_lines(out):
             if text.startswith("level ") and " done" in text:
                 lv.append(t)
+                levels = int(text.split()[1].split("/")[1])
             elif text.startswith("wrote ") and " samples " in text:
                 x = float(text.split(" in ")[1].split()[0])
-        d = [b - a for a, b in zip(lv, lv[1:])]  # levels 2..10, one step each
-        r["s"] = statistics.median(d)
+        d = [b - a for a, b in zip(lv, lv[1:])]  # one level of one micro-batch each
+        r["s"] = statistics.median(d) * (len(lv) / levels)  # x micro-batches: one step of all samples
         r["ips"] = sn / r["s"]
         r["gf"] = FLOP * r["ips"] / 1e9
         r["x"] = x
