@@ -50,7 +50,7 @@ static const OptSpec TRAIN_OPTS[] = {
     MODEL_OPTS,
     {"steps", OPT_INT, "1000", "total optimizer steps of the run", F(steps), "[0,inf)"},
     {"batch", OPT_INT, "128", "global batch size (split across ranks)", F(batch), "[1,1e9]"},
-    {"micro-batch", OPT_INT, "0", "samples per forward/backward pass on each rank, gradients summed (0: the rank's whole share)", F(micro_batch), "[0,inf)"},
+    {"micro-batch", OPT_INT, "0", "samples per forward/backward pass on each rank, gradients summed (0: the rank's whole share, or passes of max(4, threads) when its activations would pass 256 MiB)", F(micro_batch), "[0,inf)"},
     {"lr", OPT_DOUBLE, "1e-3", "Adam learning rate", F(lr), "(0,inf)"},
     {"weight-decay", OPT_DOUBLE, "0", "Adam L2 weight decay", F(weight_decay), "[0,inf)"},
     {"grad-clip", OPT_DOUBLE, "0", "clip the global gradient norm to this (0: off)", F(grad_clip), "[0,inf)"},

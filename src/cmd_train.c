@@ -86,7 +86,7 @@ static void check_memory(const Options *o, const TrainConfig *c, const TrainStat
     free(sig);
     long lo, hi;
     data_slice(c->batch, t->dist.rank, t->dist.size, &lo, &hi);
-    long mb = train_micro_batch(c, hi - lo);
+    long mb = train_micro_batch(c, &cfg, (Shape){1, t->data.C, t->data.H, t->data.W}, hi - lo);
     Shape s = {(int)mb, t->data.C, t->data.H, t->data.W};
     double P = (double)model_param_floats(&cfg) * sizeof(float);
     char act[96];

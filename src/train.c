@@ -22,9 +22,13 @@
 #include "ncsn/rng.h"
 #include "ncsn/rundir.h"
 
-long train_micro_batch(const TrainConfig *c, long share)
+long train_micro_batch(const TrainConfig *c, const NcsnConfig *cfg, Shape image, long share)
 {
-    return c->micro_batch > 0 && c->micro_batch < share ? c->micro_batch : share;
+    if (c->micro_batch > 0) return c->micro_batch < share ? c->micro_batch : share;
+    long mb = ops_threads() > 4 ? ops_threads() : 4;
+    image.N = (int)share;
+    if (mb >= share || (double)model_run_floats(cfg, image, 0) * sizeof(float) <= TRAIN_AUTO_PASS_BYTES) return share;
+    return mb;
 }
 
 void train_optim_alloc(TrainState *s, int with_ema)
@@ -74,7 +78,14 @@ static void step_work_init(StepWork *w, const TrainConfig *c, TrainState *t)
 {
     memset(w, 0, sizeof *w);
     data_slice(c->batch, t->dist.rank, t->dist.size, &w->lo, &w->hi);
-    w->mb = train_micro_batch(c, w->hi - w->lo);
+    Shape image = {1, t->data.C, t->data.H, t->data.W};
+    w->mb = train_micro_batch(c, &t->model.cfg, image, w->hi - w->lo);
+    if (c->micro_batch == 0 && w->mb < w->hi - w->lo) {
+        image.N = (int)(w->hi - w->lo);
+        progress_say(t->dist.rank, "micro-batch: %ld samples per pass, gradients summed (automatic: the rank's %ld "
+                     "samples at once would hold %.0f MiB of activations; --micro-batch N sets it)\n", w->mb,
+                     w->hi - w->lo, (double)model_run_floats(&t->model.cfg, image, 0) * sizeof(float) / 1048576.0);
+    }
     w->s = (Shape){(int)w->mb, t->data.C, t->data.H, t->data.W};
     size_t per = (size_t)w->s.C * w->s.H * w->s.W;
     w->x = xmalloc((size_t)w->mb * per * sizeof(float));
