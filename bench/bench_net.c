@@ -25,6 +25,8 @@
 #include "ncsn/model.h"
 #include "ncsn/rng.h"
 
+#include "bench_stats.h"
+
 /* CPU time of the whole process: less sensitive than wall time to other
  * programs on a busy machine, for comparing variants. */
 static double cpu_now(void)
@@ -32,18 +34,6 @@ static double cpu_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* GFLOP/s of C[M,N] = A[M,K] B[K,N] at the shape of one conv of the network. */

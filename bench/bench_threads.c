@@ -21,6 +21,8 @@
 #include "ncsn/optim.h"
 #include "ncsn/rng.h"
 
+#include "bench_stats.h"
+
 #define MAX_COPIES 16
 
 /* One replica: a model, its buffers, and the Adam moments. */
@@ -85,18 +87,6 @@ static double timed_copies(Replica *rs, const Batch *b, int train, int T)
 #pragma omp parallel num_threads(T)
     step(&rs[omp_get_thread_num()], b, train);
     return ncsn_now() - t0;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 int main(int argc, char **argv)

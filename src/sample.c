@@ -140,7 +140,7 @@ static Sampler sampler_from_options(const Options *o, const Model *m, char *desc
     S.denoise = o->denoise;
     S.normal_init = strcmp(o->init_dist, "normal") == 0;
     S.trajectory = o->trajectory;
-    S.micro_batch = o->micro_batch > 0 ? o->micro_batch : sampler_auto_micro_batch();
+    S.micro_batch = o->micro_batch > 0 ? o->micro_batch : ops_pass_samples();
     S.seed = o->seed;
     return S;
 }

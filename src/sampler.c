@@ -197,12 +197,6 @@ static void run_batch(const Sampler *S, Model *m, ModelRun *run, float *x, long 
     free(labels);
 }
 
-long sampler_auto_micro_batch(void)
-{
-    int t = ops_threads();
-    return t > 4 ? t : 4;
-}
-
 const char *sampler_name(SamplerKind kind)
 {
     static const char *const names[] = {"als", "cas", "heun"};

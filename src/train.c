@@ -25,7 +25,7 @@
 long train_micro_batch(const TrainConfig *c, const NcsnConfig *cfg, Shape image, long share)
 {
     if (c->micro_batch > 0) return c->micro_batch < share ? c->micro_batch : share;
-    long mb = ops_threads() > 4 ? ops_threads() : 4;
+    long mb = ops_pass_samples();
     image.N = (int)share;
     if (mb >= share || (double)model_run_floats(cfg, image, 0) * sizeof(float) <= TRAIN_AUTO_PASS_BYTES) return share;
     return mb;

@@ -62,7 +62,7 @@ void train_samples_init(TrainSamples *ts, const TrainSamplesConfig *c, const Mod
         sampler_setup(S, &c->sampler, model->sigmas, L, ts->desc, sizeof ts->desc);
         S->clip = c->clip;
         S->denoise = 1;
-        S->micro_batch = sampler_auto_micro_batch();
+        S->micro_batch = ops_pass_samples();
         S->seed = c->seed;
         if (c->eval_data) {
             if (c->n < 2) ncsn_die_usage("option --sample-n: the evaluation (--eval-data) needs at least 2 samples");

@@ -34,6 +34,14 @@ int ops_threads(void);
  * was 4e6 until a batch of 1 or 2 had to use every thread: it kept a
  * sample's norms and pooling (1e6 flops at nf 128, 32x32) on one thread. */
 int ops_threads_for(int items, double flops_per_item);
+/* Samples per forward (or forward and backward) pass when the user does
+ * not choose: the larger of 4 and ops_threads(), so every thread takes
+ * whole samples while the activations stay small. The default of `ncsn
+ * sample --micro-batch`, and of `ncsn train`'s passes when a share's
+ * activations would be large (train_micro_batch). At nf 128, 32x32, 16
+ * samples per pass held about 100 MB more than 4 for the same speed
+ * (docs/performance.md). */
+int ops_pass_samples(void);
 
 /* OpenBLAS kernels: when OpenBLAS fell back to kernels far older than the
  * CPU (an unknown model) and OPENBLAS_CORETYPE is unset, runs the program

@@ -50,11 +50,6 @@ typedef struct {
     const char *prefix;
 } SamplerOptions;
 
-/* The default samples per forward pass: the larger of 4 and the rank's
- * threads, so that every thread takes whole samples while the activations
- * stay small (16 at a time held about 100 MB more at nf 128, 32x32, for
- * the same speed: docs/performance.md). */
-long sampler_auto_micro_batch(void);
 /* "als", "cas" or "heun": the --sampler value and the samples file's
  * attribute. */
 const char *sampler_name(SamplerKind kind);

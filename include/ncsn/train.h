@@ -52,10 +52,11 @@ typedef struct {
 /* Samples per forward/backward pass of a rank whose share of the batch is
  * `share` images of shape `image` (its N is ignored): --micro-batch when
  * given; else the whole share, unless that share's activations would
- * exceed TRAIN_AUTO_PASS_BYTES, when passes of the larger of 4 and the
- * rank's threads. At nf 128, 32x32, batch 8 on 1 rank that halves the
- * peak memory (1,074 to 666 MB) at the same step time (docs/performance.md);
- * small networks keep one pass, where passes of 4 cost about 8 %. The
+ * exceed TRAIN_AUTO_PASS_BYTES, when passes of ops_pass_samples(). At nf
+ * 128, 32x32, batch 8 on 1 rank that takes the peak memory from 1,074 to
+ * 666 MB at the same step time on 1 thread, about 5 % slower on 2
+ * (docs/performance.md); small networks keep one pass, where passes of 4
+ * cost about 8 %. The
  * gradients of the passes add up, so the result differs from one pass
  * only in the order of the sums. */
 #define TRAIN_AUTO_PASS_BYTES (256.0 * 1024 * 1024)

@@ -38,6 +38,12 @@ int ops_threads(void)
     return g_threads;
 }
 
+int ops_pass_samples(void)
+{
+    int n = ops_threads();
+    return n > 4 ? n : 4;
+}
+
 int ops_threads_for(int items, double flops_per_item)
 {
     if (flops_per_item * items < 2e5) return 1; /* see ops.h */

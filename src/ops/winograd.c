@@ -571,17 +571,17 @@ static void meet(const Part *pt)
     }
 }
 
-/* How a batch of N is split: the first `whole` samples one per thread over
- * `nt` threads, the rest each over a team of `team` threads. */
+/* How a batch of N is split over a team of `team` threads: the first
+ * `whole` samples (a multiple of team) one per thread, the rest each over
+ * the whole team. */
 typedef struct {
-    int nt, whole, team;
+    int whole, team;
 } Split;
 
 static Split split_batch(int N, double flops_per_sample)
 {
-    int all = ops_threads_for(ops_threads(), flops_per_sample * N / ops_threads());
-    Split sp = {all < N ? all : N, N / all * all, all};
-    return sp;
+    int team = ops_threads_for(ops_threads(), flops_per_sample * N / ops_threads());
+    return (Split){N / team * team, team};
 }
 
 /* y = conv(x) + b for one sample (see Part). */
@@ -619,7 +619,7 @@ OPS_KERNEL void wino_forward(float *out, const float *in, const float *w, const 
     weight_transform(p.U, w, cout, s.C, p.w);
     Split sp = split_batch(s.N, 2.0 * p.a2 * p.g.T * p.Cp * p.Op);
     if (sp.whole > 0) {
-#pragma omp parallel for num_threads(sp.nt) schedule(static)
+#pragma omp parallel for num_threads(sp.team) schedule(static)
         for (int n = 0; n < sp.whole; n++) {
             Part pt = whole_sample(&p);
             forward_sample(&p, slice(&p, omp_get_thread_num()), &pt, out + (size_t)n * cout * P,
@@ -679,11 +679,11 @@ OPS_KERNEL void wino_backward(float *din, float *dw, const float *dout, const fl
     if (din) weight_transform(p.U, w, cout, s.C, p.w);
     Split sp = split_batch(s.N, 4.0 * p.a2 * p.g.T * p.Cp * p.Op);
     if (sp.whole > 0) {
-#pragma omp parallel num_threads(sp.nt)
+#pragma omp parallel num_threads(sp.team)
         {
             Slice sl = slice(&p, omp_get_thread_num());
             Part pt = whole_sample(&p);
-            float beta = 0.0f; /* every thread gets at least one sample: sp.whole >= sp.nt */
+            float beta = 0.0f; /* every thread gets at least one sample: sp.whole >= sp.team */
 #pragma omp for schedule(static)
             for (int n = 0; n < sp.whole; n++) {
                 backward_sample(&p, sl, &pt, din ? din + (size_t)n * s.C * P : NULL, dw != NULL, beta,
@@ -706,7 +706,7 @@ OPS_KERNEL void wino_backward(float *din, float *dw, const float *dout, const fl
     }
     if (!dw) return;
     /* the threads' shares, summed in thread order */
-    int shares = sp.whole > 0 ? sp.nt : 1;
+    int shares = sp.whole > 0 ? sp.team : 1;
     if (shares == 1) {
         weight_transform_adjoint(dw, slice(&p, 0).dU, cout, s.C, p.w);
         return;
