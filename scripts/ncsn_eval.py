@@ -65,6 +65,13 @@ Measures
   Also the mean and standard deviation of the pixel values of the samples
   and of all held-out images.
 
+The samples are scored as a picture of them shows them: values outside
+[-1, 1] (a sampler run with --no-clip leaves them) are clipped to it first,
+and out_of_range_share reports how many there were; min and max are those of
+the file.  The classifier has never seen a value below -1, and it reacts to
+one strongly: real images whose black background is moved to -1.3 score a
+distance of about 100 (docs/quality.md).  --raw scores the values as stored.
+
 With --store the numbers are written as attributes eval_* on /samples (the
 file is opened r+), eval_fd_* for (d).  --json PATH writes all results, for
 the samples and for B (keys ending in _real), as one JSON object: a number
@@ -400,9 +407,7 @@ def evaluate(samples, data, kind, labels, ref_idx, base_idx, seed):
         "mmd_bandwidth": float(np.sqrt(h2)),
         "mmd2": float(mmd2(S, R, h2, k_rr)), "mmd2_real": float(mmd2(B, R, h2, k_rr)),
         "mean": float(samples.mean(dtype=np.float64)), "std": float(samples.std(dtype=np.float64)),
-        "min": float(samples.min()), "max": float(samples.max()),
     }
-    res["out_of_range"] = res["min"] < -1.001 or res["max"] > 1.001
     res["nn_ratio"] = res["nn_dist"] / res["nn_dist_real"] if res["nn_dist_real"] > 0 else float("inf")
     res["data_mean"], res["data_std"] = pixel_stats(data, kind)
     if labels is not None:
@@ -453,7 +458,9 @@ def print_table(res, samples_path, data_path, name):
     if "fd" in res:
         print_fd(res)
     if res["out_of_range"]:
-        print(f"  note: samples range over [{res['min']:.4g}, {res['max']:.4g}], outside [-1, 1]")
+        how = "scored as stored (--raw)" if res["raw"] else "clipped to [-1, 1] before scoring"
+        print(f"  note: samples range over [{res['min']:.4g}, {res['max']:.4g}]; "
+              f"{res['out_of_range_share']:.1%} of the values lie outside [-1, 1], {how}")
 
 
 def print_fd(res):
@@ -473,12 +480,12 @@ def print_fd(res):
 
 def store(path, res, data_path, name):
     keys = ["nn_ratio", "nn_dist", "nn_dist_real", "mmd2", "mmd2_real", "mmd_bandwidth",
-            "mean", "std", "data_mean", "data_std"]
+            "mean", "std", "data_mean", "data_std", "min", "max", "out_of_range_share"]
     with open_h5(path, "r+") as f:
         a = f["samples"].attrs
         for k in keys:
             a[f"eval_{k}"] = np.float64(res[k])
-        for k in ("n_ref", "n_real", "seed"):
+        for k in ("n_ref", "n_real", "seed", "raw"):
             a[f"eval_{k}"] = np.int64(res[k])
         a["eval_data"] = np.bytes_(f"{os.path.basename(data_path)}:/{name.strip('/')}".encode())
         if "coverage" in res:
@@ -559,6 +566,9 @@ def main(argv):
                    help="labelled dataset file the --fd classifier trains on (default: the --data "
                         "file); its cache TRAIN.h5.fdnet-KEY.pt is kept beside it")
     p.add_argument("--json", metavar="PATH", help="also write all numbers as one JSON object to PATH")
+    p.add_argument("--raw", action="store_true",
+                   help="score the samples as stored; by default values outside [-1, 1] are clipped "
+                        "to it first, as any picture of them is")
     a = p.parse_args(argv)
     if a.n_ref < 2:
         p.error(f"--n-ref must be at least 2, got {a.n_ref}")
@@ -577,7 +587,13 @@ def main(argv):
         fail(f"{a.data}: dataset {a.dataset} has {data.shape[0]} images, need at least 4 "
              f"(two disjoint sets of at least 2)")
     clf = fd_classifier(a, samples.shape[1:]) if a.fd else None
+    outside = (samples < -1.0) | (samples > 1.0)
+    rng = {"min": float(samples.min()), "max": float(samples.max()),
+           "out_of_range_share": float(outside.mean()), "out_of_range": bool(outside.any()), "raw": a.raw}
+    if not a.raw:
+        samples = np.clip(samples, -1.0, 1.0)
     res = evaluate(samples, data, kind, labels, *sets, a.seed)
+    res.update(rng)
     if clf is not None:
         evaluate_fd(res, samples, data, kind, labels, *sets, clf)
     print_table(res, a.samples, a.data, a.dataset)

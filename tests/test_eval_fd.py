@@ -91,6 +91,8 @@ def make_data(scripts, tmp):
         p = np.pad(real, ((0, 0), (0, 0), (r, r), (r, r)), mode="edge")
         sets[f"blur{r}"] = sum(p[..., i:i + 16, j:j + 16] for i in range(2 * r + 1)
                                for j in range(2 * r + 1)) / (2 * r + 1) ** 2
+    # darker than black: what a sampler run without the clamp leaves in the background
+    sets["darkbg"] = np.where(real <= -1.0, -1.3, real)
     for name, x in sets.items():
         with h5py.File(f"{tmp}/{name}.h5", "w") as f:
             f["samples"] = x.astype(np.float32)
@@ -251,6 +253,26 @@ def test_corruptions(scripts, tmp, j1):
     check("one image repeated: FD far above the floor", fd["repeat"] > 30 * floor)
 
 
+def test_out_of_range(scripts, tmp, j1):
+    """Values outside [-1, 1] are clipped before scoring (as a picture shows
+    them), and counted; --raw scores them as stored."""
+    import h5py
+    import numpy as np
+
+    _, clipped = evaluate(scripts, tmp, "darkbg")
+    _, raw = evaluate(scripts, tmp, "darkbg", "--raw")
+    if not check("--fd on darkbg, with and without --raw", clipped is not None and raw is not None):
+        return
+    share = float(np.mean(h5py.File(f"{tmp}/darkbg.h5")["samples"][()] < -1.0))
+    check("background at -1.3: out_of_range_share counts it, min is the file's",
+          abs(clipped["out_of_range_share"] - share) < 1e-12 and clipped["min"] < -1.29 and not clipped["raw"],
+          f"{clipped['out_of_range_share']:.3f}")
+    check("background at -1.3, clipped: scored as the real images (bitwise the same FD)",
+          clipped["fd"] == j1["fd"], f"{clipped['fd']:.4f} vs {j1['fd']:.4f}")
+    check("background at -1.3, --raw: FD above 10x the clipped one", raw["fd"] > 10 * clipped["fd"] and raw["raw"],
+          f"{raw['fd']:.2f} vs {clipped['fd']:.2f}")
+
+
 def main():
     scripts = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else f"{HERE}/../scripts")
     skip_if_missing()
@@ -269,6 +291,7 @@ def main():
     if j1 is not None:
         test_formula(scripts, tmp, j1)
         test_corruptions(scripts, tmp, j1)
+        test_out_of_range(scripts, tmp, j1)
     test_broken_cache(scripts, tmp)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
