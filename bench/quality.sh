@@ -124,7 +124,10 @@ import json, sys
 out, nf, steps, batch, n, ranks, rows = *sys.argv[1:7], sys.argv[7:]
 print(f"Fashion-MNIST, nf {nf}, {steps} steps of {batch} (unless the row says otherwise), {ranks} ranks; "
       f"{n} samples per row; FD real = the floor ({n} real held-out images)")
-print(f"{'size':>5} {'row':<12} {'train min':>9} {'sample min':>10} {'FD':>8} {'FD real':>8} {'score':>6} {'classes>=5%':>11}")
+print("FD: the samples clipped to [-1, 1], as their picture shows them; outside: the share of values the sampler")
+print("left outside [-1, 1] (ncsn_eval.py, docs/quality.md)")
+print(f"{'size':>5} {'row':<12} {'train min':>9} {'sample min':>10} {'FD':>8} {'FD real':>8} {'score':>6} {'classes>=5%':>11} "
+      f"{'outside':>7}")
 for item in rows:
     size, row = item.split(":", 1)
     d = f"{out}/{size}/{row}"
@@ -132,5 +135,5 @@ for item in rows:
     tm = open(f"{d}/train_minutes").read().strip()
     sm = open(f"{d}/sample_minutes").read().strip()
     print(f"{size + 'px':>5} {row:<12} {tm:>9} {sm:>10} {e['fd']:8.1f} {e['fd_real']:8.2f} {e['fd_score']:6.2f} "
-          f"{e['fd_coverage']:>5}/{e['fd_n_classes']:<5}")
+          f"{e['fd_coverage']:>5}/{e['fd_n_classes']:<5} {e['out_of_range_share']:7.1%}")
 PYEOF
