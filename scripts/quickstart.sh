@@ -8,14 +8,15 @@
 #   RUN_ROOT/compare.png   generated samples beside real training images
 #   RUN_ROOT/samples.png   the samples alone;  RUN_ROOT/run/loss.png  the loss
 # Knobs (environment): STEPS (800), NF (16), SIZE (16), BATCH (64),
-# TRAIN_N (10000), SAMPLES (500), STEP_LR (1.4e-5: CAS's eta = 0.14); SETUP=0
+# TRAIN_N (10000), SAMPLES (500), STEP_LR (1.4e-5: CAS's eta = 0.14),
+# HEAD_SD (0: the output's preconditioning, --head-sigma-data); SETUP=0
 # skips scripts/setup.sh (no install, no build) and NCSN=PATH runs that
 # binary instead of build/ncsn.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=$(realpath -m "${1:-$SRC/runs/quickstart}")
 STEPS=${STEPS:-800} NF=${NF:-16} SIZE=${SIZE:-16} BATCH=${BATCH:-64}
-TRAIN_N=${TRAIN_N:-10000} SAMPLES=${SAMPLES:-500} STEP_LR=${STEP_LR:-1.4e-5}
+TRAIN_N=${TRAIN_N:-10000} SAMPLES=${SAMPLES:-500} STEP_LR=${STEP_LR:-1.4e-5} HEAD_SD=${HEAD_SD:-0}
 PY=/usr/bin/python3
 FM=/usr/share/datasets/fashion-mnist
 
@@ -40,7 +41,7 @@ echo "== train: 2 ranks, nf $NF, $STEPS steps of $BATCH images (resumes if run a
 # rate falls as a half cosine to 0 at the last step; EMA 0.999 with its
 # warm-up.
 "${MPI[@]}" "$NCSN" train --data "$ROOT/train.h5" --run-dir "$ROOT/run" --in-channels 1 --nf "$NF" \
-    --plane-head --grad-clip 200 --batch "$BATCH" --steps "$STEPS" --lr 1e-3 --lr-schedule cosine --ema 0.999 \
+    --plane-head --head-sigma-data "$HEAD_SD" --grad-clip 200 --batch "$BATCH" --steps "$STEPS" --lr 1e-3 --lr-schedule cosine --ema 0.999 \
     --ckpt-every 200 --log-every 100
 
 echo "== sample: $SAMPLES samples on 2 ranks with the EMA weights (consistent annealed sampling)"

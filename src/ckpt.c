@@ -50,6 +50,7 @@ void ckpt_write_weights(hid_t file, const char *group, const Model *m, const flo
     h5_attr_write_int(g, "scale_by_sigma", 1, &c->scale_by_sigma);
     h5_attr_write_int(g, "plane_head", 1, &c->plane_head);
     h5_attr_write_double(g, "head_floor", 1, &c->head_floor);
+    h5_attr_write_double(g, "head_sigma_data", 1, &c->head_sigma_data);
     h5_attr_write_str(g, "norm", norm_kind_name(c->norm));
     int version = NCSN_FORMAT_VERSION;
     h5_attr_write_int(g, "format_version", 1, &version);
@@ -160,6 +161,7 @@ static int read_model_attrs(hid_t g, const char *path, NcsnConfig *c, char *err,
         need_attr(g, path, at, "dilations", 4, H5T_NATIVE_INT, c->dilations, err, cap) < 0 ||
         may_attr(g, path, at, "plane_head", H5T_NATIVE_INT, &c->plane_head, err, cap) < 0 ||
         may_attr(g, path, at, "head_floor", H5T_NATIVE_DOUBLE, &c->head_floor, err, cap) < 0 ||
+        may_attr(g, path, at, "head_sigma_data", H5T_NATIVE_DOUBLE, &c->head_sigma_data, err, cap) < 0 ||
         read_norm(g, path, &c->norm, err, cap) < 0 ||
         may_attr(g, path, at, "format_version", H5T_NATIVE_INT, &version, err, cap) < 0)
         return -1;
@@ -283,6 +285,11 @@ static int same_config(const NcsnConfig *have, const NcsnConfig *want, const cha
         field = "head_floor";
         snprintf(in_file, sizeof in_file, "%g", have->head_floor);
         snprintf(in_run, sizeof in_run, "%g", want->head_floor);
+    }
+    if (!field && have->head_sigma_data != want->head_sigma_data) {
+        field = "head_sigma_data";
+        snprintf(in_file, sizeof in_file, "%g", have->head_sigma_data);
+        snprintf(in_run, sizeof in_run, "%g", want->head_sigma_data);
     }
     if (!field && have->norm != want->norm) {
         field = "norm";

@@ -23,6 +23,7 @@ _Static_assert(NCSN_MAX_LEVELS == 4096, "the range of --num-classes below is 1..
         {"no-scale-by-sigma", OPT_FLAG, NULL, "do not divide the output by sigma", F(no_scale_by_sigma), NULL}, \
         {"plane-head", OPT_FLAG, NULL, "predict the clean image's mean and scale (docs/quality.md)", F(plane_head), NULL}, \
         {"head-floor", OPT_DOUBLE, "0.05", "with --plane-head: weight floor, 1/(sigma^2+floor^2)", F(head_floor), "[0,1000]"}, \
+        {"head-sigma-data", OPT_DOUBLE, "0", "precondition the output for data of this spread, e.g. 0.5 (0: off; docs/quality.md)", F(head_sigma_data), "[0,1000]"}, \
         {"norm", OPT_STR, "cin", "every conditional norm: cin or cin++ (docs/training.md)", F(norm), NULL}, \
         {"sigma-begin", OPT_DOUBLE, NULL, "largest noise level (with --sigma-end)", F(sigma_begin), "(0,inf)"}, \
         {"sigma-end", OPT_DOUBLE, NULL, "smallest noise level (with --sigma-begin)", F(sigma_end), "(0,inf)"}, \
@@ -300,6 +301,7 @@ void opt_model_config(const Options *o, NcsnConfig *cfg)
         ncsn_die_usage("option --head-floor has no effect without --plane-head");
     cfg->plane_head = o->plane_head;
     cfg->head_floor = o->head_floor;
+    cfg->head_sigma_data = o->head_sigma_data;
     if (!norm_kind_parse(o->norm, &cfg->norm))
         ncsn_die_usage("option --norm: expected cin or cin++, got '%s'", o->norm);
     double d[4];
@@ -325,6 +327,7 @@ void opt_set_model_config(Options *o, const NcsnConfig *cfg, char *dilations, si
     o->no_scale_by_sigma = !cfg->scale_by_sigma;
     o->plane_head = cfg->plane_head;
     o->head_floor = cfg->head_floor;
+    o->head_sigma_data = cfg->head_sigma_data;
     o->norm = norm_kind_name(cfg->norm);
 }
 
@@ -348,6 +351,8 @@ void opt_check_model_file(const Options *o, const NcsnConfig *f, const char *pat
     DISAGREE("plane-head", want.plane_head != f->plane_head, "plane_head %d", f->plane_head)
     DISAGREE("head-floor", !f->plane_head || want.head_floor != f->head_floor, "plane_head %d, head_floor %g",
              f->plane_head, f->head_floor)
+    DISAGREE("head-sigma-data", want.head_sigma_data != f->head_sigma_data, "head_sigma_data %g",
+             f->head_sigma_data)
     DISAGREE("norm", want.norm != f->norm, "norm %s", norm_kind_name(f->norm))
 #undef DISAGREE
     if (bad)

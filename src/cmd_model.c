@@ -68,6 +68,8 @@ int cmd_info(const Options *o)
     printf("scale_by_sigma: %s\n", c->scale_by_sigma ? "yes" : "no");
     if (c->plane_head) printf("plane_head:     yes, head_floor %g\n", c->head_floor);
     else printf("plane_head:     no\n");
+    if (c->head_sigma_data > 0) printf("head_sigma_data: %g (preconditioned output)\n", c->head_sigma_data);
+    else printf("head_sigma_data: off\n");
     printf("norm:           %s\n", norm_kind_name(c->norm));
     print_count("parameters:     ", model_param_count(&m));
     printf("sigmas:         ");

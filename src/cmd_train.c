@@ -149,9 +149,10 @@ static void print_model(const TrainState *t, const char *run_dir, long start, lo
 {
     const NcsnConfig *c = &t->model.cfg;
     printf("model: in_channels %d, nf %d, num_classes %d, dilations %d,%d,%d,%d, scale_by_sigma %d, "
-           "plane_head %d (floor %g), norm %s, %zu parameters\n",
+           "plane_head %d (floor %g), head_sigma_data %g, norm %s, %zu parameters\n",
            c->in_channels, c->nf, c->num_classes, c->dilations[0], c->dilations[1], c->dilations[2],
-           c->dilations[3], c->scale_by_sigma, c->plane_head, c->head_floor, norm_kind_name(c->norm),
+           c->dilations[3], c->scale_by_sigma, c->plane_head, c->head_floor, c->head_sigma_data,
+           norm_kind_name(c->norm),
            model_param_count(&t->model));
     printf("sigmas:");
     for (int i = 0; i < c->num_classes; i++) printf(" %.5g", t->model.sigmas[i]);

@@ -1,7 +1,8 @@
 /* head.c: the output head of the score network, after the end conv.
  *
  * Per sample and channel, over the P = H*W pixels of the end conv's output o
- * and of the input x, with k = 1/sigma (scale_by_sigma) or 1:
+ * and of the input x, with k = 1/sigma (scale_by_sigma) or 1, times
+ * c = s_d / sqrt(sigma^2 + s_d^2) when head_sigma_data s_d is above 0:
  *
  *   default      s = k o
  *   plane_head   s = k Q o + (Pi o - x) / (sigma^2 + floor^2)
@@ -14,7 +15,14 @@
  * clean image, as a denoiser would give it, and the score follows from it;
  * the floor bounds the weight of that prediction at the smallest levels.
  * Elsewhere the output keeps its usual meaning. docs/quality.md has the
- * measurements behind it. */
+ * measurements behind it.
+ *
+ * With s_d, the denoiser's step x + sigma^2 s moves by sigma c o: about
+ * sigma at the small levels and s_d at the large ones, where the clean
+ * image is all that is unknown. head_loss_weight (sigma^2 + s_d^2) / s_d^2
+ * then makes the target of o about unit size at every level, as in
+ * Karras et al. (2022), whose c_out and loss weight these are for a skip
+ * weight of 1. */
 #include "ncsn/head.h"
 
 #include <math.h>
@@ -47,7 +55,15 @@ static double dot_u(const float *v, const float *x, double xbar, double r, size_
 
 static double head_scale(const NcsnConfig *cfg, const float *sigmas, int label)
 {
-    return cfg->scale_by_sigma ? 1.0 / sigmas[label] : 1.0;
+    double sg = sigmas[label], sd = cfg->head_sigma_data;
+    double k = cfg->scale_by_sigma ? 1.0 / sg : 1.0;
+    return sd > 0 ? k * sd / sqrt(sg * sg + sd * sd) : k;
+}
+
+double head_loss_weight(const NcsnConfig *cfg, float sigma)
+{
+    double sd = cfg->head_sigma_data;
+    return sd > 0 ? ((double)sigma * sigma + sd * sd) / (sd * sd) : 1.0;
 }
 
 static double head_d2(const NcsnConfig *cfg, const float *sigmas, int label)

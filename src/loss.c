@@ -1,10 +1,11 @@
 /* loss.c: the DSM loss and the gradient it sends into the network.
- * d(sum)/d(out) = 2 (sigma s + z) sigma, scaled by grad_scale. */
+ * d(sum)/d(out) = 2 w (sigma s + z) sigma, scaled by grad_scale. */
 #include "ncsn/loss.h"
 
 #include <stdlib.h>
 
 #include "ncsn/common.h"
+#include "ncsn/head.h"
 
 void dsm_work_free(DsmWork *w)
 {
@@ -35,14 +36,15 @@ double dsm_step(Model *m, ModelRun *r, DsmWork *w, const float *x, const int *la
     double total = 0.0;
     for (int b = 0; b < s.N; b++) {
         float sg = m->sigmas[labels[b]];
-        double acc = 0.0;
+        double weight = head_loss_weight(&m->cfg, sg), acc = 0.0;
+        float wf = (float)weight; /* 1 unless preconditioned: then bitwise as without */
         for (size_t i = b * per; i < (b + 1) * per; i++) {
             float res = sg * w->out[i] + noise[i];
             acc += (double)res * res;
-            w->dout[i] = grad_scale * 2.0f * res * sg;
+            w->dout[i] = grad_scale * 2.0f * res * sg * wf;
         }
-        if (per_sample) per_sample[b] = acc;
-        total += acc;
+        if (per_sample) per_sample[b] = weight * acc;
+        total += weight * acc;
     }
     model_backward(m, r, NULL, w->dout);
     return total;

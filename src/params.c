@@ -25,6 +25,7 @@ void config_default(NcsnConfig *cfg)
     cfg->scale_by_sigma = 1;
     cfg->plane_head = 0;
     cfg->head_floor = 0.05;
+    cfg->head_sigma_data = 0.0;
     cfg->norm = NORM_CIN;
 }
 
@@ -50,6 +51,8 @@ const char *config_validate(const NcsnConfig *cfg)
     if (cfg->scale_by_sigma != 0 && cfg->scale_by_sigma != 1) return "scale_by_sigma must be 0 or 1";
     if (cfg->plane_head != 0 && cfg->plane_head != 1) return "plane_head must be 0 or 1";
     if (!(cfg->head_floor >= 0.0 && cfg->head_floor <= 1e3)) return "head_floor must be in 0..1000";
+    if (!(cfg->head_sigma_data >= 0.0 && cfg->head_sigma_data <= 1e3))
+        return "head_sigma_data must be in 0..1000 (0: off)";
     if (cfg->norm != NORM_CIN && cfg->norm != NORM_CINPP) return "norm must be cin or cin++";
     if (cfg->norm == NORM_CINPP && cfg->nf < 2) return "norm cin++ needs nf >= 2 (a variance over the channels)";
     return NULL;

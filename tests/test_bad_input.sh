@@ -252,6 +252,17 @@ else echo "FAIL info does not show the plane head:"; "$NCSN" info "$W/plane/late
 expect "train: resume with another head floor" "/model head_floor is 0.05 in the checkpoint but 0.1 in this run" "" -- \
     "$NCSN" train "${P[@]}" --steps 4 --head-floor 0.1 --resume "$W/plane/latest.h5"
 
+# So is the output's preconditioning: info shows it, a resume or a --model
+# with another value is refused naming it.
+S=(--data "$W/d_good.h5" --run-dir "$W/presd" --in-channels 1 --nf 8 --num-classes 3 --sigmas 1,0.5,0.1 --batch 4 --plane-head)
+"$NCSN" train "${S[@]}" --head-sigma-data 0.5 --steps 2 --ckpt-every 2 >"$W/stdout" 2>&1 || { echo "FAIL head-sigma-data: training failed"; cat "$W/stdout"; failed=1; }
+if "$NCSN" info "$W/presd/latest.h5" | grep -q "^head_sigma_data: 0.5 (preconditioned output)$"; then echo "ok   info: head_sigma_data 0.5"
+else echo "FAIL info does not show head_sigma_data:"; "$NCSN" info "$W/presd/latest.h5"; failed=1; fi
+expect "train: resume without the preconditioning" "/model head_sigma_data is 0.5 in the checkpoint but 0 in this run" "" -- \
+    "$NCSN" train "${S[@]}" --steps 4 --resume "$W/presd/latest.h5"
+expect "train: --model with another --head-sigma-data" "option --head-sigma-data disagrees with --model $W/presd/model.h5 (head_sigma_data 0.5)" "" -- \
+    "$NCSN" train --data "$W/d_good.h5" --run-dir "$W/presd2" --model "$W/presd/model.h5" --batch 4 --steps 2 --head-sigma-data 0.3
+
 # The norm is part of the model: /model attribute norm ("cin" or "cin++";
 # absent: cin), shown by info; a resume with another norm is refused naming it.
 Q=(--data "$W/d_good.h5" --run-dir "$W/cinpp" --in-channels 1 --nf 8 --num-classes 3 --sigmas 1,0.5,0.1 --batch 4)

@@ -312,7 +312,7 @@ static void test_input_grad(Net *n, const char *what)
     free(wout), free(out), free(dx);
 }
 
-static void test_network(int scale_by_sigma, int plane_head, NormKind norm)
+static void test_network(int scale_by_sigma, int plane_head, NormKind norm, double sigma_data)
 {
     Net n;
     memset(&n, 0, sizeof n);
@@ -325,6 +325,7 @@ static void test_network(int scale_by_sigma, int plane_head, NormKind norm)
     cfg.scale_by_sigma = scale_by_sigma;
     cfg.plane_head = plane_head;
     cfg.head_floor = 0.3f;
+    cfg.head_sigma_data = sigma_data;
     cfg.norm = norm;
     model_init(&n.m, &cfg);
     float *p = randn(n.m.table.total, 20, 0.3f);
@@ -345,7 +346,7 @@ static void test_network(int scale_by_sigma, int plane_head, NormKind norm)
     double eps = 1e-3;
     int used = 0;
     for (int k = 0; used < 300; k++) {
-        rng_block(w, 78, 2, (uint32_t)(scale_by_sigma + 2 * plane_head + 4 * norm), (uint32_t)k, 0);
+        rng_block(w, 78, 2, (uint32_t)(scale_by_sigma + 2 * plane_head + 4 * norm + 8 * (sigma_data > 0)), (uint32_t)k, 0);
         const ParamSpec *ps = &n.m.table.specs[w[0] % n.m.table.n];
         if (strncmp(ps->key, "refine4.msf", 11) == 0) continue;
         size_t i = ps->offset + w[1] % ps->count;
@@ -363,8 +364,8 @@ static void test_network(int scale_by_sigma, int plane_head, NormKind norm)
     double rel = sqrt(num / den);
     int ok = rel <= TOL_NET;
     char what[80];
-    snprintf(what, sizeof what, "scale_by_sigma=%d plane_head=%d norm=%s", scale_by_sigma, plane_head,
-             norm_kind_name(norm));
+    snprintf(what, sizeof what, "scale_by_sigma=%d plane_head=%d norm=%s sigma_data=%g", scale_by_sigma,
+             plane_head, norm_kind_name(norm), sigma_data);
     printf("DSM loss, %s       d/params rel.err %.2e %s\n", what, rel, ok ? "ok" : "FAIL");
     if (!ok) g_failed = 1;
     test_input_grad(&n, what);
@@ -402,12 +403,15 @@ int main(void)
     test_norm_elu_fused(NORM_CIN);
     test_norm_elu_fused(NORM_CINPP);
     test_pool();
-    test_network(1, 0, NORM_CIN);
-    test_network(0, 0, NORM_CIN);
-    test_network(1, 1, NORM_CIN);
-    test_network(0, 1, NORM_CIN);
-    test_network(1, 0, NORM_CINPP);
-    test_network(0, 1, NORM_CINPP);
+    test_network(1, 0, NORM_CIN, 0);
+    test_network(0, 0, NORM_CIN, 0);
+    test_network(1, 1, NORM_CIN, 0);
+    test_network(0, 1, NORM_CIN, 0);
+    test_network(1, 0, NORM_CINPP, 0);
+    test_network(0, 1, NORM_CINPP, 0);
+    test_network(1, 1, NORM_CIN, 0.5);
+    test_network(1, 0, NORM_CIN, 0.5);
+    test_network(1, 1, NORM_CINPP, 0.5);
     if (g_failed) printf("FAILED\n");
     return g_failed;
 }

@@ -70,6 +70,11 @@ CONFIGS = [
          plane_head=True, head_floor=0.3, N=2, H=8, W=6, labels=[2, 0], sigma_range=(1.5, 0.2), seed=3003),
     dict(name="d", in_channels=3, nf=8, L=4, dilations=(1, 2, 1, 3), scale_by_sigma=True, norm="cin++",
          N=3, H=8, W=7, labels=[3, 0, 2], sigma_range=(2.0, 0.1), seed=4004),
+    dict(name="e", in_channels=1, nf=8, L=4, dilations=(1, 2, 2, 1), scale_by_sigma=True,
+         plane_head=True, head_sigma_data=0.5, N=3, H=8, W=8, labels=[0, 3, 1], sigma_range=(20.0, 0.05),
+         seed=5005),
+    dict(name="f", in_channels=2, nf=8, L=3, dilations=(1, 3, 1, 2), scale_by_sigma=True, norm="cin++",
+         head_sigma_data=0.7, N=2, H=7, W=8, labels=[2, 0], sigma_range=(5.0, 0.1), seed=6006),
 ]
 
 
@@ -160,7 +165,7 @@ def draw_case(cfg, seed):
     model = R.NCSNRef(cfg["in_channels"], cfg["nf"], cfg["L"], cfg["dilations"],
                       scale_by_sigma=cfg["scale_by_sigma"], plane_head=cfg.get("plane_head", False),
                       head_floor=cfg.get("head_floor", 0.05), norm=cfg.get("norm", "cin"),
-                      sigmas=R.make_sigmas(*cfg["sigma_range"], cfg["L"]))
+                      head_sigma_data=cfg.get("head_sigma_data", 0.0), sigmas=R.make_sigmas(*cfg["sigma_range"], cfg["L"]))
     randomize_(model, gen)
     shape = (cfg["N"], cfg["in_channels"], cfg["H"], cfg["W"])
     x = (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1).float()
@@ -331,7 +336,8 @@ def run_config(binary, workdir, cfg):
 
     print(f"config {name}: C={cfg['in_channels']} nf={cfg['nf']} L={cfg['L']} "
           f"dil={','.join(map(str, cfg['dilations']))} scale_by_sigma={int(cfg['scale_by_sigma'])} "
-          f"plane_head={int(cfg.get('plane_head', False))} norm={cfg.get('norm', 'cin')} "
+          f"plane_head={int(cfg.get('plane_head', False))} head_sigma_data={cfg.get('head_sigma_data', 0)} "
+          f"norm={cfg.get('norm', 'cin')} "
           f"N={cfg['N']} HxW={cfg['H']}x{cfg['W']} (seed {seed}, pool gap {gap:.1e}): "
           f"score rel {score_err:.2e}, loss rel {loss_err:.2e} (loss {loss_ref:.6g}), "
           f"worst grad rel {worst_rel:.2e} [{worst_rel_key}], "
@@ -342,7 +348,7 @@ def model_copy(model):
     """A deep copy (float32) of a reference model, weights and sigmas included."""
     m = R.NCSNRef(model.in_channels, model.nf, model.num_classes, model.dilations,
                   scale_by_sigma=model.scale_by_sigma, plane_head=model.plane_head,
-                  head_floor=model.head_floor, norm=model.norm)
+                  head_floor=model.head_floor, norm=model.norm, head_sigma_data=model.head_sigma_data)
     m.load_state_dict(model.state_dict())
     return m
 
@@ -366,7 +372,8 @@ def check_default_init(binary, workdir):
         check(not extra, f"{path}: /model has unknown members {extra[:3]}")
 
         expect_attrs = dict(in_channels=3, nf=128, num_classes=10, dilations=[1, 2, 4, 8],
-                            scale_by_sigma=1, plane_head=0, head_floor=0.05, format_version=1)
+                            scale_by_sigma=1, plane_head=0, head_floor=0.05, head_sigma_data=0.0,
+                            format_version=1)
         for a, v in expect_attrs.items():
             check(a in g.attrs, f"{path}: /model has no attribute {a}")
             got_v = np.asarray(g.attrs[a]).reshape(-1).tolist()

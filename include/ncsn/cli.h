@@ -38,7 +38,7 @@ typedef struct {
     long in_channels, nf, num_classes;
     int no_scale_by_sigma;
     int plane_head;
-    double head_floor;
+    double head_floor, head_sigma_data;
     const char *norm;
     double sigma_begin, sigma_end;
     uint64_t seed;

@@ -14,5 +14,8 @@ void head_forward(const NcsnConfig *cfg, const float *sigmas, float *out, float 
  * read with the plane head and dx). */
 void head_backward(const NcsnConfig *cfg, const float *sigmas, float *dout_o, float *dx, const float *dout,
                    const float *raw, const float *x, const int *labels, Shape s);
+/* The DSM loss weight of a sample at noise level sigma: 1, or
+ * (sigma^2 + s_d^2) / s_d^2 with head_sigma_data s_d (src/head.c). */
+double head_loss_weight(const NcsnConfig *cfg, float sigma);
 
 #endif

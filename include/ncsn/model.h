@@ -28,6 +28,12 @@ typedef struct {
      * at the smallest levels to 1 / (sigma^2 + head_floor^2). */
     int plane_head;
     double head_floor;
+    /* Off by default (0). Above 0, the data's spread s_d: the output is
+     * scaled by s_d / sqrt(sigma^2 + s_d^2) (the shape part only, with the
+     * plane head) and the DSM loss of a level is weighted by
+     * (sigma^2 + s_d^2) / s_d^2, so that every level asks the network for
+     * an output of about unit size (Karras et al. 2022; src/head.c). */
+    double head_sigma_data;
     /* The conditional norm of every norm layer (ops.h): NORM_CIN by
      * default (DESIGN.md), or NORM_CINPP, whose embed.weight is [L, 3*nf]. */
     NormKind norm;

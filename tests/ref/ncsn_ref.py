@@ -261,7 +261,8 @@ class NCSNRef(nn.Module):
     """The NCSN score network s(x, y) of DESIGN.md section 1."""
 
     def __init__(self, in_channels=3, nf=128, num_classes=10, dilations=(1, 2, 4, 8),
-                 scale_by_sigma=True, sigmas=None, plane_head=False, head_floor=0.05, norm="cin"):
+                 scale_by_sigma=True, sigmas=None, plane_head=False, head_floor=0.05, norm="cin",
+                 head_sigma_data=0.0):
         super().__init__()
         dilations = tuple(int(d) for d in dilations)
         if len(dilations) != 4 or min(dilations) < 1:
@@ -273,6 +274,7 @@ class NCSNRef(nn.Module):
         self.scale_by_sigma = bool(scale_by_sigma)
         self.plane_head = bool(plane_head)
         self.head_floor = float(head_floor)
+        self.head_sigma_data = float(head_sigma_data)  # 0: off
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
         self.norm = norm
@@ -332,6 +334,10 @@ class NCSNRef(nn.Module):
             self._need_sigmas()
         if self.scale_by_sigma:
             k = 1.0 / self.sigmas[y].reshape(-1, 1, 1, 1)
+        sd = self.head_sigma_data
+        if sd > 0:  # src/head.c: the preconditioned output
+            self._need_sigmas()
+            k = k * sd / (self.sigmas[y].reshape(-1, 1, 1, 1) ** 2 + sd * sd).sqrt()
         if not self.plane_head:
             return out * k
         # src/head.c: in the plane of each channel's mean and centred
@@ -351,7 +357,9 @@ class NCSNRef(nn.Module):
         sig = self.sigmas[labels].reshape(-1, 1, 1, 1)
         xt = x + sig * noise
         r = sig * self(xt, labels) + noise
-        return (r * r).sum() / x.shape[0]
+        weight = (sig * sig + self.head_sigma_data ** 2) / self.head_sigma_data ** 2 \
+            if self.head_sigma_data > 0 else 1.0
+        return (weight * r * r).sum() / x.shape[0]
 
     # -- parameter table -----------------------------------------------------
 
@@ -388,7 +396,7 @@ def make_sigmas(begin, end, L):
 def save_model_h5(model, path):
     """Write /model: one float32 dataset per parameter key (PyTorch shape), plus
     /model/sigmas when set; attributes in_channels, nf, num_classes,
-    dilations int[4], scale_by_sigma 0/1, plane_head, head_floor, norm
+    dilations int[4], scale_by_sigma 0/1, plane_head, head_floor, head_sigma_data, norm
     ("cin" or "cin++"), format_version."""
     import h5py
     with h5py.File(path, "w") as f:
@@ -400,6 +408,7 @@ def save_model_h5(model, path):
         g.attrs["scale_by_sigma"] = np.int32(1 if model.scale_by_sigma else 0)
         g.attrs["plane_head"] = np.int32(1 if model.plane_head else 0)
         g.attrs["head_floor"] = np.float64(model.head_floor)
+        g.attrs["head_sigma_data"] = np.float64(model.head_sigma_data)
         g.attrs["norm"] = model.norm
         g.attrs["format_version"] = np.int32(FORMAT_VERSION)
         for key, p in model.named_parameters():
@@ -427,7 +436,8 @@ def load_model_h5(path):
                         dilations=tuple(int(d) for d in dil),
                         scale_by_sigma=bool(int(g.attrs["scale_by_sigma"])),
                         plane_head=bool(int(g.attrs.get("plane_head", 0))),
-                        head_floor=float(g.attrs.get("head_floor", 0.05)), norm=norm)
+                        head_floor=float(g.attrs.get("head_floor", 0.05)), norm=norm,
+                        head_sigma_data=float(g.attrs.get("head_sigma_data", 0.0)))
         keys = set(model.param_keys())
         names = set(g.keys())
         missing = sorted(keys - names)
