@@ -23,9 +23,14 @@
 #   longer       + twice the steps
 #   wider        + twice nf
 #   all          every lever together (plane head, cin++, the rules, CAS)
-#   quickstart   the quick start's recipe: all but cin++, with the cosine learning rate
-#   qs-2x qs-4x  the quick start's recipe with 2x and 4x the steps (its cosine
-#                stretched to match): the distance against training minutes
+#   quickstart   the quick start's recipe until 2026-12-07: all but cin++, with the
+#                cosine learning rate
+#   qs-2x qs-4x  that recipe with 2x and 4x the steps (its cosine stretched to
+#                match): the distance against training minutes
+#   pc pc-2x pc-4x  the same three with the output preconditioned
+#                (--head-sigma-data 0.5)
+#   qs-pc        the quick start's recipe now: pc at batch 16 for 6x the steps
+#   qs-pc-4x     qs-pc with 4x the steps
 # ROWS_28 (rows at 28x28; default: seed all). Output:
 # OUT_DIR/<size>/<row>/{samples.h5,samples.png,eval.json,...}, training runs
 # in OUT_DIR/<size>/runs/<name>, and the table in OUT_DIR/table.txt.
@@ -87,8 +92,13 @@ run_size() { # SIZE: trains, samples and evaluates every row at that size
         [quickstart]="qs|--plane-head --grad-clip 200 --lr-schedule cosine|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
         [qs-2x]="qs2x|--plane-head --grad-clip 200 --lr-schedule cosine --steps $((2 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
         [qs-4x]="qs4x|--plane-head --grad-clip 200 --lr-schedule cosine --steps $((4 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [pc]="pc|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [pc-2x]="pc2x|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --steps $((2 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [qs-pc]="qspc|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --batch 16 --steps $((6 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [qs-pc-4x]="qspc4x|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --batch 16 --steps $((24 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [pc-4x]="pc4x|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --steps $((4 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
     )
-    ORDER=(seed ema-warmup plane-head ph-clamp cin++ rules cas longer wider all quickstart qs-2x qs-4x)
+    ORDER=(seed ema-warmup plane-head ph-clamp cin++ rules cas longer wider all quickstart qs-2x qs-4x pc pc-2x pc-4x qs-pc qs-pc-4x)
     local rows
     if [ "$SIZE" = 16 ]; then rows=(${ROWS:-${ORDER[@]}}); else rows=(${ROWS_28:-seed all}); fi
 
