@@ -29,7 +29,7 @@
 #                match): the distance against training minutes
 #   pc pc-2x pc-4x  the same three with the output preconditioned
 #                (--head-sigma-data 0.5)
-#   qs-pc        the quick start's recipe now: pc at batch 16 for 6x the steps
+#   qs-pc        the quick start's recipe now: pc at batch 8 for 10x the steps
 #   qs-pc-4x     qs-pc with 4x the steps
 # ROWS_28 (rows at 28x28; default: seed all). Output:
 # OUT_DIR/<size>/<row>/{samples.h5,samples.png,eval.json,...}, training runs
@@ -94,8 +94,8 @@ run_size() { # SIZE: trains, samples and evaluates every row at that size
         [qs-4x]="qs4x|--plane-head --grad-clip 200 --lr-schedule cosine --steps $((4 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
         [pc]="pc|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
         [pc-2x]="pc2x|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --steps $((2 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
-        [qs-pc]="qspc|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --batch 16 --steps $((6 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
-        [qs-pc-4x]="qspc4x|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --batch 16 --steps $((24 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [qs-pc]="qspc|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --batch 8 --steps $((10 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [qs-pc-4x]="qspc4x|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --batch 8 --steps $((40 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
         [pc-4x]="pc4x|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --steps $((4 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
     )
     ORDER=(seed ema-warmup plane-head ph-clamp cin++ rules cas longer wider all quickstart qs-2x qs-4x pc pc-2x pc-4x qs-pc qs-pc-4x)
