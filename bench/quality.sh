@@ -23,8 +23,8 @@
 #   longer       + twice the steps
 #   wider        + twice nf
 #   all          every lever together (plane head, cin++, the rules, CAS)
-#   quickstart   the quick start's recipe until 2026-12-07: all but cin++, with the
-#                cosine learning rate
+#   quickstart   all but cin++, with the cosine learning rate, batch 64 (the
+#                quick start's recipe until 2026-12-07)
 #   qs-2x qs-4x  that recipe with 2x and 4x the steps (its cosine stretched to
 #                match): the distance against training minutes
 #   pc pc-2x pc-4x  the same three with the output preconditioned
@@ -77,6 +77,9 @@ run_size() { # SIZE: trains, samples and evaluates every row at that size
 
     BASE=(--in-channels 1 --nf "$NF" --batch "$BATCH" --steps "$STEPS" --lr 1e-3 --ema 0.999 --ckpt-every 200)
     SEED_SAMPLE=(--steps-each 30 --step-lr 2e-5 --denoise)
+    # the quick start's training options without and with the preconditioning, and its sampler
+    local QS="--plane-head --grad-clip 200 --lr-schedule cosine"
+    local PC="$QS --head-sigma-data 0.5" QS_SAMPLE="--sampler cas --step-lr $CAS_LR --denoise --no-clip"
     # row -> "training name|training options|sampling options"
     declare -A ROW=(
         [seed]="seed|--num-classes 10 --no-ema-warmup|${SEED_SAMPLE[*]}"
@@ -88,15 +91,15 @@ run_size() { # SIZE: trains, samples and evaluates every row at that size
         [cas]="rules||--sampler cas --step-lr $CAS_LR --denoise"
         [longer]="longer|--num-classes 10 --steps $((2 * STEPS))|${SEED_SAMPLE[*]}"
         [wider]="wider|--num-classes 10 --nf $((2 * NF))|${SEED_SAMPLE[*]}"
-        [all]="all|--plane-head --grad-clip 200 --norm cin++|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
-        [quickstart]="qs|--plane-head --grad-clip 200 --lr-schedule cosine|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
-        [qs-2x]="qs2x|--plane-head --grad-clip 200 --lr-schedule cosine --steps $((2 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
-        [qs-4x]="qs4x|--plane-head --grad-clip 200 --lr-schedule cosine --steps $((4 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
-        [pc]="pc|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
-        [pc-2x]="pc2x|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --steps $((2 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
-        [qs-pc]="qspc|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --batch 8 --steps $((10 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
-        [qs-pc-4x]="qspc4x|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --batch 8 --steps $((40 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
-        [pc-4x]="pc4x|--plane-head --head-sigma-data 0.5 --grad-clip 200 --lr-schedule cosine --steps $((4 * STEPS))|--sampler cas --step-lr $CAS_LR --denoise --no-clip"
+        [all]="all|--plane-head --grad-clip 200 --norm cin++|$QS_SAMPLE"
+        [quickstart]="qs|$QS|$QS_SAMPLE"
+        [qs-2x]="qs2x|$QS --steps $((2 * STEPS))|$QS_SAMPLE"
+        [qs-4x]="qs4x|$QS --steps $((4 * STEPS))|$QS_SAMPLE"
+        [pc]="pc|$PC|$QS_SAMPLE"
+        [pc-2x]="pc2x|$PC --steps $((2 * STEPS))|$QS_SAMPLE"
+        [pc-4x]="pc4x|$PC --steps $((4 * STEPS))|$QS_SAMPLE"
+        [qs-pc]="qspc|$PC --batch 8 --steps $((10 * STEPS))|$QS_SAMPLE"
+        [qs-pc-4x]="qspc4x|$PC --batch 8 --steps $((40 * STEPS))|$QS_SAMPLE"
     )
     ORDER=(seed ema-warmup plane-head ph-clamp cin++ rules cas longer wider all quickstart qs-2x qs-4x pc pc-2x pc-4x qs-pc qs-pc-4x)
     local rows

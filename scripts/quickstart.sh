@@ -3,8 +3,8 @@
 # installs and builds (scripts/setup.sh), converts Fashion-MNIST (Debian's
 # dataset-fashion-mnist) to 16x16, trains a small NCSN across 2 MPI ranks
 # for a few minutes with the recipe of docs/quality.md ("The preconditioned
-# output, and the quick start's recipe"), samples with the EMA weights across 2 ranks, scores the samples
-# against held-out images (feature-space distance), and writes pictures:
+# output, and the quick start's recipe"), samples with the EMA weights
+# across 2 ranks, scores the samples against held-out images (feature-space distance), and writes pictures:
 #   RUN_ROOT/compare.png   generated samples beside real training images
 #   RUN_ROOT/samples.png   the samples alone;  RUN_ROOT/run/loss.png  the loss
 # Knobs (environment): STEPS (8000), NF (16), SIZE (16), BATCH (8),

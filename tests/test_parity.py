@@ -165,7 +165,8 @@ def draw_case(cfg, seed):
     model = R.NCSNRef(cfg["in_channels"], cfg["nf"], cfg["L"], cfg["dilations"],
                       scale_by_sigma=cfg["scale_by_sigma"], plane_head=cfg.get("plane_head", False),
                       head_floor=cfg.get("head_floor", 0.05), norm=cfg.get("norm", "cin"),
-                      head_sigma_data=cfg.get("head_sigma_data", 0.0), sigmas=R.make_sigmas(*cfg["sigma_range"], cfg["L"]))
+                      head_sigma_data=cfg.get("head_sigma_data", 0.0),
+                      sigmas=R.make_sigmas(*cfg["sigma_range"], cfg["L"]))
     randomize_(model, gen)
     shape = (cfg["N"], cfg["in_channels"], cfg["H"], cfg["W"])
     x = (torch.rand(shape, generator=gen, dtype=torch.float64) * 2 - 1).float()

@@ -3,8 +3,8 @@
  * A model file has group /model: one float32 dataset per parameter key in
  * its PyTorch shape, /model/sigmas [L] when set, and attributes in_channels,
  * nf, num_classes, dilations[4], scale_by_sigma, plane_head, head_floor,
- * head_sigma_data, norm, format_version and step; with EMA weights also /ema (the same
- * attributes but step). */
+ * head_sigma_data, norm, format_version and step; with EMA weights also
+ * /ema (the same attributes but step). */
 #ifndef NCSN_CKPT_H
 #define NCSN_CKPT_H
 
