@@ -1,4 +1,4 @@
-/* bench_stats.h: the median the benchmarks report (bench_net, bench_threads). */
+/* bench_stats.h: the median the benchmarks report (bench_net, bench_threads, bench_gemm16). */
 #ifndef NCSN_BENCH_STATS_H
 #define NCSN_BENCH_STATS_H
 

@@ -1,5 +1,6 @@
 /* winograd.c: 3x3 convolutions by Winograd's minimal filtering F(m x m, 3x3)
- * (Lavin & Gray 2016), with the transformed-domain products done by sgemm.
+ * (Lavin & Gray 2016), with the transformed-domain products done by gemm16
+ * (gemm16.h: a kernel of our own on AVX-512, else OpenBLAS sgemm).
  *
  * Dilation d: output pixel (h, w) reads only pixels of its own phase
  * (h mod d, w mod d), so a d-dilated conv is d*d ordinary 3x3 convs (pad 1)
@@ -8,7 +9,8 @@
  * With alpha = m + 2 and xi = one of the alpha^2 transform points:
  *   U[xi][co][ci] = (G g G^T)          weights
  *   V[t][xi][ci]  = (B^T d_t B)        input tile t (alpha x alpha)
- *   M[t][xi][co]  = sum_ci U V         (alpha^2 sgemms)
+ *   M[t][xi][co]  = sum_ci U V         (alpha^2 products; the forward reads U
+ *                                      transposed, Ut[xi][ci][co])
  *   y_t           = A^T M_t A          (m x m outputs)
  * and the backward pass uses the adjoints:
  *   dM_t = A dy_t A^T,  dV = U^T dM,  dx_t += B dV_t B^T,
@@ -18,20 +20,20 @@
  * LANES channels at once so the compiler vectorises across them.
  * A sample's whole convolution (decimate, transforms, the alpha^2 products,
  * the inverse) runs in one thread on buffers of one sample, which stay in
- * cache; the threads take whole samples, and BLAS runs single-threaded.
+ * cache; the threads take whole samples, and the products run single-threaded.
  * The samples left over when the batch does not divide among the threads
  * (all of them when a rank holds fewer samples than threads) are instead
  * split inside: each thread takes a range of channel blocks in the
  * transforms and a range of the alpha^2 products. Each product and each
  * block's transform is the same call either way, so a sample's results do
  * not depend on how it was split (bitwise). */
-#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ncsn/common.h"
 #include "ncsn/ops.h"
+#include "gemm16.h"
 #include "isa.h"
 
 #define AMAX 6
@@ -360,13 +362,52 @@ INLINE void weight_transform_co(float *U, const float *g, int co, int cin, size_
     }
 }
 
+/* Ut[xi][ci][.] = the same values transposed ([Cp][Op], zero padded) for
+ * one input channel ci, LANES output channels at a time: the layout the
+ * forward product reads (gemm16's B, a row per input channel). */
+INLINE void weight_transform_ci(float *Ut, const float *g, int ci, int cout, int cin, size_t plane, int a,
+                                const float *Gm)
+{
+    int Op = round_up(cout);
+    for (int c0 = 0; c0 < cout; c0 += LANES) {
+        int nl = cout - c0 < LANES ? cout - c0 : LANES;
+        float raw[3][3][LANES] = {{{0}}}, res[LANES];
+        for (int l = 0; l < nl; l++)
+            for (int k = 0; k < 3; k++)
+                for (int q = 0; q < 3; q++) raw[k][q][l] = g[((size_t)(c0 + l) * cin + ci) * 9 + k * 3 + q];
+        vec in[AMAX][AMAX], out[AMAX][AMAX];
+        for (int k = 0; k < 3; k++)
+            for (int q = 0; q < 3; q++) in[k][q] = vload(raw[k][q]);
+        transform2d(out, in, Gm, a, 3, Gm, a, 3);
+        for (int i = 0; i < a; i++)
+            for (int j = 0; j < a; j++) {
+                float *dst = Ut + (size_t)(i * a + j) * plane + (size_t)ci * Op + c0;
+                if (nl == LANES) {
+                    vstore(dst, out[i][j]);
+                    continue;
+                }
+                vstore(res, out[i][j]);
+                memcpy(dst, res, nl * sizeof(float));
+            }
+    }
+}
+
 /* The OpenMP loops sit in the OPS_KERNEL functions themselves, so that
- * their outlined bodies are multiversioned too (isa.h). */
-static OPS_KERNEL void weight_transform(float *U, const float *g, int cout, int cin, const Wino *w)
+ * their outlined bodies are multiversioned too (isa.h). transposed: Ut
+ * for the forward product, else U for the backward's. */
+static OPS_KERNEL void weight_transform(float *U, const float *g, int cout, int cin, const Wino *w, int transposed)
 {
     int a = w->alpha;
     size_t plane = (size_t)round_up(cout) * round_up(cin);
     if (cin % CB || cout % CB) vec_zero(U, (size_t)a * a * plane); /* the padding (none when both divide) */
+    if (transposed) {
+#pragma omp parallel for num_threads(ops_threads_for(cin, 20.0 * a * a * cout)) schedule(static)
+        for (int ci = 0; ci < cin; ci++) {
+            if (w->m == 4) weight_transform_ci(U, g, ci, cout, cin, plane, 6, F4_G);
+            else weight_transform_ci(U, g, ci, cout, cin, plane, 4, F2_G);
+        }
+        return;
+    }
 #pragma omp parallel for num_threads(ops_threads_for(cout, 20.0 * a * a * cin)) schedule(static)
     for (int co = 0; co < cout; co++) {
         if (w->m == 4) weight_transform_co(U, g, co, cin, plane, 6, F4_G);
@@ -596,9 +637,9 @@ static void forward_sample(const Plan *p, Slice sl, const Part *pt, float *y, co
     decimate(sl.planes, x, si, &p->g, pt->in);
     input_transform(sl.V, sl.planes, Cp, &p->g, p->off, pt->in);
     meet(pt);
-    for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* M[.][xi] [T][Op] = V[.][xi] [T][Cp] U[xi]^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, Op, Cp, 1.0f, sl.V + (size_t)xi * Cp, a2 * Cp,
-                    p->U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.M + (size_t)xi * Op, a2 * Op);
+    for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* M[.][xi] [T][Op] = V[.][xi] [T][Cp] Ut[xi] [Cp][Op] */
+        gemm16(T, Op, Cp, sl.V + (size_t)xi * Cp, (size_t)a2 * Cp, 1, p->U + (size_t)xi * Cp * Op, Op, 0.0f,
+               sl.M + (size_t)xi * Op, (size_t)a2 * Op);
     meet(pt);
     output_transform(sl.planes, sl.M, Op, &p->g, p->off, pt->out);
     undecimate(y, sl.planes, so, &p->g, accumulate, pt->out);
@@ -616,7 +657,8 @@ OPS_KERNEL void wino_forward(float *out, const float *in, const float *w, const 
     if (s.N <= 0) return;
     Plan p = plan(s, cout, d, algo, work);
     size_t P = (size_t)s.H * s.W;
-    weight_transform(p.U, w, cout, s.C, p.w);
+    gemm16_own(); /* decided here, outside the threads' regions */
+    weight_transform(p.U, w, cout, s.C, p.w, 1);
     Split sp = split_batch(s.N, 2.0 * p.a2 * p.g.T * p.Cp * p.Op);
     if (sp.whole > 0) {
 #pragma omp parallel for num_threads(sp.team) schedule(static)
@@ -654,13 +696,13 @@ static void backward_sample(const Plan *p, Slice sl, const Part *pt, float *din,
         input_transform(sl.V, sl.planes, Cp, &p->g, p->off, pt->in);
         meet(pt);
         for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* dU[xi] [Op][Cp] (+)= dM[.][xi]^T V[.][xi] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Op, Cp, T, 1.0f, sl.M + (size_t)xi * Op, a2 * Op,
-                        sl.V + (size_t)xi * Cp, a2 * Cp, dU_beta, sl.dU + (size_t)xi * Op * Cp, Cp);
+            gemm16(Op, Cp, T, sl.M + (size_t)xi * Op, 1, (size_t)a2 * Op, sl.V + (size_t)xi * Cp, (size_t)a2 * Cp,
+                   dU_beta, sl.dU + (size_t)xi * Op * Cp, Cp);
     }
     if (din) {
         for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* dV[.][xi] [T][Cp] = dM[.][xi] U[xi] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, Cp, Op, 1.0f, sl.M + (size_t)xi * Op, a2 * Op,
-                        p->U + (size_t)xi * Op * Cp, Cp, 0.0f, sl.dV + (size_t)xi * Cp, a2 * Cp);
+            gemm16(T, Cp, Op, sl.M + (size_t)xi * Op, (size_t)a2 * Op, 1, p->U + (size_t)xi * Op * Cp, Cp, 0.0f,
+                   sl.dV + (size_t)xi * Cp, (size_t)a2 * Cp);
         meet(pt);
         memset(sl.planes + (size_t)pt->in.b0 * p->g.per_b, 0,
                (size_t)(pt->in.b1 - pt->in.b0) * p->g.per_b * sizeof(float));
@@ -676,7 +718,8 @@ OPS_KERNEL void wino_backward(float *din, float *dw, const float *dout, const fl
     if (s.N <= 0) return; /* no gradient to add */
     Plan p = plan(s, cout, d, algo, work);
     size_t P = (size_t)s.H * s.W, ucount = (size_t)p.a2 * p.Op * p.Cp;
-    if (din) weight_transform(p.U, w, cout, s.C, p.w);
+    gemm16_own();
+    if (din) weight_transform(p.U, w, cout, s.C, p.w, 0);
     Split sp = split_batch(s.N, 4.0 * p.a2 * p.g.T * p.Cp * p.Op);
     if (sp.whole > 0) {
 #pragma omp parallel num_threads(sp.team)
