@@ -95,11 +95,6 @@ static void gemm16_kernel(int m, int n, int kk, const float *A, size_t ars, size
 
 #else
 #define HAVE_KERNEL 0
-static void gemm16_kernel(int m, int n, int kk, const float *A, size_t ars, size_t acs, const float *B, size_t ldb,
-                          float beta, float *C, size_t ldc)
-{
-    (void)m, (void)n, (void)kk, (void)A, (void)ars, (void)acs, (void)B, (void)ldb, (void)beta, (void)C, (void)ldc;
-}
 #endif
 
 static void gemm16_blas(int m, int n, int kk, const float *A, size_t ars, size_t acs, const float *B, size_t ldb,
@@ -134,6 +129,11 @@ void gemm16(int m, int n, int kk, const float *A, size_t ars, size_t acs, const 
             float *C, size_t ldc)
 {
     if (m <= 0 || n <= 0) return;
-    if (gemm16_own()) gemm16_kernel(m, n, kk, A, ars, acs, B, ldb, beta, C, ldc);
-    else gemm16_blas(m, n, kk, A, ars, acs, B, ldb, beta, C, ldc);
+#if HAVE_KERNEL
+    if (gemm16_own()) {
+        gemm16_kernel(m, n, kk, A, ars, acs, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
+    gemm16_blas(m, n, kk, A, ars, acs, B, ldb, beta, C, ldc);
 }

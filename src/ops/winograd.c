@@ -334,60 +334,36 @@ INLINE void f4_2d(vec out[AMAX][AMAX], vec in[AMAX][AMAX], TileOp op)
     }
 }
 
-/* U[xi][co][.] = G g[co] G^T ([Op][Cp], zero padded) for one output
- * channel co, LANES input channels at a time. */
-INLINE void weight_transform_co(float *U, const float *g, int co, int cin, size_t plane, int a, const float *Gm)
+/* One row of the transformed weights for every transform point xi:
+ * dst[xi * plane + c] for c < n, LANES at a time, where the lane c reads
+ * the 3x3 kernel at g + c * lane_stride. For U[xi][co][.] (lanes over
+ * input channels) the row is output channel co: g at co's first kernel,
+ * lane_stride 9; for Ut[xi][ci][.] (lanes over output channels, the layout
+ * the forward product reads as gemm16's B) the row is input channel ci:
+ * g at ci's kernel of output channel 0, lane_stride cin * 9. Padding lanes
+ * (c >= n) are left alone. */
+INLINE void weight_transform_row(float *dst, const float *g, int n, size_t lane_stride, size_t plane, int a,
+                                 const float *Gm)
 {
-    int Cp = round_up(cin);
-    for (int c0 = 0; c0 < cin; c0 += LANES) {
-        int nl = cin - c0 < LANES ? cin - c0 : LANES;
+    for (int c0 = 0; c0 < n; c0 += LANES) {
+        int nl = n - c0 < LANES ? n - c0 : LANES;
         float raw[3][3][LANES] = {{{0}}}, res[LANES];
         for (int l = 0; l < nl; l++)
             for (int k = 0; k < 3; k++)
-                for (int q = 0; q < 3; q++) raw[k][q][l] = g[((size_t)co * cin + c0 + l) * 9 + k * 3 + q];
+                for (int q = 0; q < 3; q++) raw[k][q][l] = g[(size_t)(c0 + l) * lane_stride + k * 3 + q];
         vec in[AMAX][AMAX], out[AMAX][AMAX];
         for (int k = 0; k < 3; k++)
             for (int q = 0; q < 3; q++) in[k][q] = vload(raw[k][q]);
         transform2d(out, in, Gm, a, 3, Gm, a, 3);
         for (int i = 0; i < a; i++)
             for (int j = 0; j < a; j++) {
-                float *dst = U + (size_t)(i * a + j) * plane + (size_t)co * Cp + c0;
+                float *d = dst + (size_t)(i * a + j) * plane + c0;
                 if (nl == LANES) { /* one vector store; a memcpy of nl floats was a call per point */
-                    vstore(dst, out[i][j]);
+                    vstore(d, out[i][j]);
                     continue;
                 }
                 vstore(res, out[i][j]);
-                memcpy(dst, res, nl * sizeof(float));
-            }
-    }
-}
-
-/* Ut[xi][ci][.] = the same values transposed ([Cp][Op], zero padded) for
- * one input channel ci, LANES output channels at a time: the layout the
- * forward product reads (gemm16's B, a row per input channel). */
-INLINE void weight_transform_ci(float *Ut, const float *g, int ci, int cout, int cin, size_t plane, int a,
-                                const float *Gm)
-{
-    int Op = round_up(cout);
-    for (int c0 = 0; c0 < cout; c0 += LANES) {
-        int nl = cout - c0 < LANES ? cout - c0 : LANES;
-        float raw[3][3][LANES] = {{{0}}}, res[LANES];
-        for (int l = 0; l < nl; l++)
-            for (int k = 0; k < 3; k++)
-                for (int q = 0; q < 3; q++) raw[k][q][l] = g[((size_t)(c0 + l) * cin + ci) * 9 + k * 3 + q];
-        vec in[AMAX][AMAX], out[AMAX][AMAX];
-        for (int k = 0; k < 3; k++)
-            for (int q = 0; q < 3; q++) in[k][q] = vload(raw[k][q]);
-        transform2d(out, in, Gm, a, 3, Gm, a, 3);
-        for (int i = 0; i < a; i++)
-            for (int j = 0; j < a; j++) {
-                float *dst = Ut + (size_t)(i * a + j) * plane + (size_t)ci * Op + c0;
-                if (nl == LANES) {
-                    vstore(dst, out[i][j]);
-                    continue;
-                }
-                vstore(res, out[i][j]);
-                memcpy(dst, res, nl * sizeof(float));
+                memcpy(d, res, nl * sizeof(float));
             }
     }
 }
@@ -403,15 +379,17 @@ static OPS_KERNEL void weight_transform(float *U, const float *g, int cout, int 
     if (transposed) {
 #pragma omp parallel for num_threads(ops_threads_for(cin, 20.0 * a * a * cout)) schedule(static)
         for (int ci = 0; ci < cin; ci++) {
-            if (w->m == 4) weight_transform_ci(U, g, ci, cout, cin, plane, 6, F4_G);
-            else weight_transform_ci(U, g, ci, cout, cin, plane, 4, F2_G);
+            float *row = U + (size_t)ci * round_up(cout);
+            if (w->m == 4) weight_transform_row(row, g + (size_t)ci * 9, cout, (size_t)cin * 9, plane, 6, F4_G);
+            else weight_transform_row(row, g + (size_t)ci * 9, cout, (size_t)cin * 9, plane, 4, F2_G);
         }
         return;
     }
 #pragma omp parallel for num_threads(ops_threads_for(cout, 20.0 * a * a * cin)) schedule(static)
     for (int co = 0; co < cout; co++) {
-        if (w->m == 4) weight_transform_co(U, g, co, cin, plane, 6, F4_G);
-        else weight_transform_co(U, g, co, cin, plane, 4, F2_G);
+        float *row = U + (size_t)co * round_up(cin);
+        if (w->m == 4) weight_transform_row(row, g + (size_t)co * cin * 9, cin, 9, plane, 6, F4_G);
+        else weight_transform_row(row, g + (size_t)co * cin * 9, cin, 9, plane, 4, F2_G);
     }
 }
 
