@@ -7,14 +7,18 @@
 #   training: ncsn train, batch 8, 6 steps
 #   sampling: ncsn sample, 16 samples, 6 levels x 1 Langevin step
 # and prints each stage's share of the perf samples (start-up included;
-# KEEP=1 keeps the raw reports). Stages, by symbol: products (OpenBLAS
-# sgemm), transforms (Winograd's input/output/weight transforms and
-# adjoints), decimation (decimate, undecimate), norm+ELU, pooling, im2col
-# convs (the first and last conv, under 4 channels), optimizer (Adam, EMA,
-# clipping), data (HDF5 reads), memory (memset/memcpy, page faults),
-# threads (libgomp: waiting at barriers and for work), kernel (other
-# system time), other. The gradient allreduce needs 2 ranks and is timed
-# by `ncsn train` itself (its "gradient allreduce" line), not here.
+# KEEP=1 keeps the raw reports). Stages, by symbol: products (gemm16's
+# kernel, or OpenBLAS sgemm), decimation (decimate, undecimate, when the
+# compiler keeps them as functions), transforms (Winograd's input,
+# output and weight transforms and adjoints, with whatever the compiler
+# inlined into wino_forward and wino_backward: with gcc 12 -O3 the input
+# and output transforms and the decimation), norm+ELU, pooling, im2col
+# convs (the first and last conv, under 4 channels), optimizer (Adam,
+# EMA, clipping), data (HDF5 reads), memory (memset/memcpy, page
+# faults), threads (libgomp: waiting at barriers and for work), kernel
+# (other system time), other. The gradient allreduce needs 2 ranks and
+# is timed by `ncsn train` itself (its "gradient allreduce" line), not
+# here.
 # Environment: NCSN (default build/ncsn), PYTHON (/usr/bin/python3),
 # PERF (perf). Needs perf and kernel.perf_event_paranoid <= 2 (root is fine).
 set -euo pipefail
@@ -46,9 +50,9 @@ done
 import re, sys
 w, nf, threads = sys.argv[1:4]
 STAGES = [  # first match wins
-    ("products", r"sgemm|libopenblas"),
-    ("transforms", r"transform|f4_|f2_"),
+    ("products", r"sgemm|libopenblas|gemm16|block_\d"),
     ("decimation", r"decimate|zero_pads"),
+    ("transforms", r"transform|f4_|f2_|wino_"),
     ("norm+ELU", r"cin_|cinpp_|norm|elu_"),
     ("pooling", r"maxpool|pool"),
     ("im2col convs", r"im2col|col2im|conv_forward|conv_backward"),
