@@ -49,6 +49,7 @@ default network) and NCSN_MIXTURE_SAMPLE_ARGS ("--no-clip"),
 NCSN_MIXTURE_MODEL (evaluate this model instead of training one).
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -114,6 +115,7 @@ def main():
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     model = MODEL or f"{WD}/run/model.h5"
     if not MODEL:
+        shutil.rmtree(f"{WD}/run", ignore_errors=True)  # a fresh run each time: --resume none refuses old checkpoints
         train = LAUNCH + [RANKS, NCSN, "train", "--data", data, "--run-dir", f"{WD}/run", "--in-channels", "1",
                           "--nf", "8", "--num-classes", LEVELS, "--batch", "32", "--ckpt-every", "0",
                           "--ema", EMA, "--log-every", "500"] + TRAIN_ARGS
