@@ -96,6 +96,7 @@ static const OptSpec SAMPLE_OPTS[] = {
     {"mask", OPT_STR, NULL, "mask /mask [N or 1,C,H,W], 1 = known pixel", F(mask), NULL},
     {"trajectory", OPT_FLAG, NULL, "also store the state after each noise level", F(trajectory), NULL},
     {"micro-batch", OPT_INT, "0", "samples per forward pass on each rank (0: the larger of 4 and the rank's threads)", F(micro_batch), "[0,inf)"},
+    {"keep-weights", OPT_STR, "auto", "keep every conv's transformed weights for the whole run instead of redoing them each forward pass: on, off, or auto (on when a rank's passes hold 1 sample)", F(keep_weights), NULL},
     {"seed", OPT_U64, "0", "seed of the initial state and the noise", F(seed), NULL},
     {"ema", OPT_FLAG, NULL, "use the EMA weights of a training checkpoint", F(use_ema), NULL},
     {NULL, 0, NULL, NULL, 0, NULL}};

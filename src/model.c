@@ -74,8 +74,16 @@ void model_run_init(ModelRun *r)
     r->conv_algo = conv_algo_from_env();
 }
 
+/* A conv's kept transformed weights (keep_weights), by its weight offset. */
+struct PreparedConv {
+    size_t w;
+    float *u; /* NULL: the conv has none (im2col) */
+};
+
 void model_run_free(ModelRun *r)
 {
+    for (int i = 0; i < r->n_prepared; i++) free(r->prepared[i].u);
+    free(r->prepared);
     arena_free(&r->act);
     arena_free(&r->tmp);
     free(r->work);
@@ -104,11 +112,28 @@ static float *tmpz(const Ctx *c)
     return p;
 }
 
+/* The kept transformed weights of conv L, made on its first use. */
+static const float *prepared(const Ctx *c, const ConvLayer *L)
+{
+    ModelRun *r = c->r;
+    for (int i = 0; i < r->n_prepared; i++)
+        if (r->prepared[i].w == L->w) return r->prepared[i].u;
+    size_t n = conv_prepared_floats(L->cin, L->cout, r->conv_algo);
+    float *u = n ? xmalloc(n * sizeof(float)) : NULL;
+    if (u) conv_prepare(u, P(c, L->w), L->cin, L->cout, r->conv_algo);
+    if (!r->prepared) r->prepared = xcalloc((size_t)c->m->table.n, sizeof *r->prepared); /* convs < parameters */
+    CHECK(r->n_prepared < c->m->table.n, "more convs than parameters");
+    r->prepared[r->n_prepared++] = (struct PreparedConv){L->w, u};
+    return u;
+}
+
 static void conv_fwd(const Ctx *c, const ConvLayer *L, float *out, const float *in, int accumulate)
 {
     Shape s = c->s;
     s.C = L->cin;
-    conv_forward(out, in, P(c, L->w), P(c, L->b), s, L->cout, L->dil, accumulate, c->r->conv_algo, c->r->work);
+    const float *prep = c->r->keep_weights ? prepared(c, L) : NULL;
+    conv_forward(out, in, P(c, L->w), prep, P(c, L->b), s, L->cout, L->dil, accumulate, c->r->conv_algo,
+                 c->r->work);
 }
 
 static void notify(const Ctx *c, size_t lo)
@@ -319,6 +344,18 @@ size_t model_run_floats(const NcsnConfig *cfg, Shape s, int inference)
     double per = (double)s.N * s.H * s.W * cfg->nf;
     double arena = inference ? 18.0 * per : 210.0 * per;
     return (size_t)arena + conv_scratch_floats(cfg, s, conv_algo_from_env());
+}
+
+size_t model_prepared_floats(const Model *m)
+{
+    ConvAlgo algo = conv_algo_from_env();
+    size_t n = 0;
+    for (int i = 0; i < m->table.n; i++) { /* every conv weight [cout, cin, 3, 3] */
+        const ParamSpec *p = &m->table.specs[i];
+        if (p->ndim == 4 && p->shape[2] == 3 && p->shape[3] == 3)
+            n += conv_prepared_floats(p->shape[1], p->shape[0], algo);
+    }
+    return n;
 }
 
 void model_forward(Model *m, ModelRun *r, float *out, const float *x, const int *labels, Shape s)

@@ -80,13 +80,15 @@ static void check_memory(const Sampler *S, const Model *m, const Dist *d)
     snprintf(act, sizeof act, "activations of %ld sample%s", mb, mb > 1 ? "s" : "");
     MemPart parts[] = {
         {"parameters", (double)m->table.total * f},
+        {"the kept transformed weights (--keep-weights)", S->keep_weights ? (double)model_prepared_floats(m) * f : 0},
         {act, (double)model_run_floats(&m->cfg, s, 1) * f},
         {"the rank's samples", keep * (double)nl * per * f + 3.0 * (double)mb * per * f},
         {"all samples on rank 0", d->rank == 0 ? keep * (double)S->n * per * f : 0},
     };
     char why[8192];
-    mem_verdict("sampling", parts, 4, d->node_size, "lower --n, --micro-batch or --image-size, or spread the "
-                "ranks over more nodes", why, sizeof why);
+    mem_verdict("sampling", parts, 5, d->node_size,
+                "lower --n, --micro-batch or --image-size, give --keep-weights off, or spread the ranks over more nodes",
+                why, sizeof why);
     dist_agree_usage_any(why, sizeof why);
 }
 
@@ -117,9 +119,25 @@ static void load_model(Model *m, const Options *o)
     if (!m->sigmas) ncsn_die_usage("%s: /model/sigmas is missing: sampling needs noise levels", o->model);
 }
 
-/* The sampling run the options ask for with model m; desc gets the
- * schedule. */
-static Sampler sampler_from_options(const Options *o, const Model *m, char *desc, size_t cap)
+/* --keep-weights: on, off, or auto. A conv's weight transform costs the
+ * same on every forward pass whatever its samples: a quarter of a pass of
+ * 1 sample, a twelfth of a pass of 4 (nf 128). Kept, the transformed
+ * weights (4x the conv weights) are read back from memory on every pass,
+ * which costs most of what it saves from 2 samples per pass up (measured:
+ * 1.18x sample-steps/s at 1 sample, none at 2 or 4; docs/performance.md),
+ * so auto keeps them when a rank's passes hold 1 sample. */
+static int keep_weights(const char *v, const Sampler *S, const Dist *d)
+{
+    if (strcmp(v, "on") == 0) return 1;
+    if (strcmp(v, "off") == 0) return 0;
+    if (strcmp(v, "auto") != 0) ncsn_die_usage("option --keep-weights: expected on, off or auto, got '%s'", v);
+    long nl = (S->n + d->size - 1) / d->size;
+    return (S->micro_batch < nl ? S->micro_batch : nl) <= 1;
+}
+
+/* The sampling run the options ask for with model m on the ranks of d;
+ * desc gets the schedule. */
+static Sampler sampler_from_options(const Options *o, const Model *m, const Dist *d, char *desc, size_t cap)
 {
     long H = opt_given(o, "height") ? o->height : o->image_size;
     long W = opt_given(o, "width") ? o->width : o->image_size;
@@ -142,6 +160,7 @@ static Sampler sampler_from_options(const Options *o, const Model *m, char *desc
     S.trajectory = o->trajectory;
     S.micro_batch = o->micro_batch > 0 ? o->micro_batch : ops_pass_samples();
     S.seed = o->seed;
+    S.keep_weights = keep_weights(o->keep_weights, &S, d);
     return S;
 }
 
@@ -196,7 +215,7 @@ int cmd_sample(const Options *o)
     Model m;
     load_model(&m, o);
     char desc[512];
-    Sampler S = sampler_from_options(o, &m, desc, sizeof desc);
+    Sampler S = sampler_from_options(o, &m, &dist, desc, sizeof desc);
     SampleInputs in = read_inputs(o, &S);
     check_memory(&S, &m, &dist);
     ncsn_set_collective(0);
@@ -204,6 +223,11 @@ int cmd_sample(const Options *o)
         opt_print(o, stdout);
         printf("  %-18s %d\n  %-18s %s\n", "ranks", dist.size, "weights", o->use_ema ? "EMA" : "model");
         printf("  %-18s %s\n", "schedule", desc);
+        if (S.keep_weights)
+            printf("  %-18s kept for the run (%.0f MB per rank)\n", "conv weights",
+                   (double)model_prepared_floats(&m) * sizeof(float) / 1e6);
+        else
+            printf("  %-18s transformed again on every forward pass\n", "conv weights");
         fflush(stdout);
     }
     size_t per = shape_count(S.img);

@@ -281,6 +281,7 @@ double sampler_run(const Sampler *S, Model *m, const Dist *d, int progress, floa
     ModelRun run;
     model_run_init(&run);
     run.inference = 1;
+    run.keep_weights = S->keep_weights;
     SampleProgress prog = {.t_start = ncsn_now(), .on = progress && d->rank == 0};
     prog.tty = prog.on && isatty(STDERR_FILENO);
     long mb = S->micro_batch;

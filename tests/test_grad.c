@@ -92,7 +92,10 @@ static void check_case(Case *c, int coords)
 
 /* ---- conv ---- */
 static ConvAlgo g_algo = CONV_IM2COL;
-static void conv_f(Case *c) { conv_forward(c->out, c->in[0], c->in[1], c->in[2], c->s, c->cout, c->d, 0, g_algo, c->work); }
+static void conv_f(Case *c)
+{
+    conv_forward(c->out, c->in[0], c->in[1], NULL, c->in[2], c->s, c->cout, c->d, 0, g_algo, c->work);
+}
 static void conv_b(Case *c) { conv_backward(c->grads[0], c->grads[1], c->grads[2], c->r, c->in[0], c->in[1], c->s, c->cout, c->d, g_algo, c->work); }
 
 static const char *ALGO_NAME[] = {"auto", "im2col", "winograd F(2,3)", "winograd F(4,3)"};
@@ -126,8 +129,8 @@ static void test_conv(int d, ConvAlgo algo)
     /* and the forward agrees with im2col (the direct definition) */
     if (algo != CONV_IM2COL) {
         float *ref = xmalloc(c.n_out * sizeof(float)), *work = xmalloc(conv_work_floats(c.s, c.cout, d, CONV_IM2COL) * sizeof(float));
-        conv_forward(ref, c.in[0], c.in[1], c.in[2], c.s, c.cout, d, 0, CONV_IM2COL, work);
-        conv_forward(c.out, c.in[0], c.in[1], c.in[2], c.s, c.cout, d, 0, algo, c.work);
+        conv_forward(ref, c.in[0], c.in[1], NULL, c.in[2], c.s, c.cout, d, 0, CONV_IM2COL, work);
+        conv_forward(c.out, c.in[0], c.in[1], NULL, c.in[2], c.s, c.cout, d, 0, algo, c.work);
         double num = 0, den = 0;
         for (size_t i = 0; i < c.n_out; i++) {
             num += (double)(c.out[i] - ref[i]) * (c.out[i] - ref[i]);

@@ -15,10 +15,11 @@ Checks:
   (a) /samples and /trajectory against the reference, clip on and off, a
       1-channel square and a 3-channel non-square configuration:
       max|x_c - x_ref| / max|x_ref| <= REL_TOL (see below);
-  (b) 1, 2, 3 and 4 ranks (oversubscribed) and other --micro-batch values
-      give bitwise identical samples and trajectories (also with inpainting
-      and a per-sample mask; 7 samples split unevenly; and --n 1 on 2 and 4
-      ranks, --n 2 on 3 and 4, where some ranks hold no sample);
+  (b) 1, 2, 3 and 4 ranks (oversubscribed), other --micro-batch values and
+      --keep-weights on/off/auto give bitwise identical samples and
+      trajectories (also with inpainting and a per-sample mask; 7 samples
+      split unevenly; and --n 1 on 2 and 4 ranks, --n 2 on 3 and 4, where
+      some ranks hold no sample); auto says it keeps them at 1 sample per pass;
   (c) clip: every sample in [-1, 1]; --no-clip with a large step: some
       outside; --denoise against the reference (clip on and off);
   (d) --init: with --steps-each 1 and a tiny --step-lr the samples equal the
@@ -661,19 +662,34 @@ def check_ranks(binary, wd, cfg):
     write_x(mpath, "mask", (rng.uniform(size=(n, C, H, W)) < 0.5).astype(np.float32))
     cases = [("plain", []), ("inpaint", ["--inpaint", kpath, "--mask", mpath]),
              ("denoise no-clip normal", ["--denoise", "--no-clip", "--init-dist", "normal"])]
+    bases = {}
     for label, extra in cases:
         runs = {}
         for ranks, mb in ((1, 16), (1, 2), (2, 3), (2, 1), (3, 16), (4, 1)):
             s, traj, _ = sample(binary, path, out, n, H, W, T, lr, 99,
                                 list(extra) + ["--trajectory", "--micro-batch", mb], ranks=ranks)
             runs[(ranks, mb)] = (s, traj)
-        base = runs[(1, 16)]
+        base = bases[label] = runs[(1, 16)]
         for key, (s, traj) in runs.items():
             check(np.array_equal(s, base[0]) and np.array_equal(traj, base[1]),
                   f"{label}: {key[0]} rank(s) --micro-batch {key[1]} differs from 1 rank --micro-batch 16 "
                   f"(max diff {np.abs(s - base[0]).max():.2e})")
         print(f"  ranks/micro-batch ({label}): 1x16, 1x2, 2x3, 2x1, 3x16, 4x1 bitwise identical "
               f"(samples and trajectory; 7 samples split 2+2+3 and 1+2+2+2)")
+    # --keep-weights: the kept transformed weights give the same bits; auto
+    # keeps them when a rank's passes hold 1 sample, and says so.
+    base = bases["plain"]
+    for ranks, mb, keep in ((1, 16, "on"), (2, 1, "on"), (4, 1, "auto"), (1, 1, "off")):
+        s, traj, _ = sample(binary, path, out, n, H, W, T, lr, 99,
+                            ["--trajectory", "--micro-batch", mb, "--keep-weights", keep], ranks=ranks)
+        check(np.array_equal(s, base[0]) and np.array_equal(traj, base[1]),
+              f"--keep-weights {keep}, {ranks} rank(s) --micro-batch {mb} differs from the plain run "
+              f"(max diff {np.abs(s - base[0]).max():.2e})")
+    for mb, said in ((1, "kept for the run"), (2, "transformed again on every forward pass")):
+        p = run(binary, ["sample", "--model", path, "--out", out, "--n", 2, "--image-size", 8, "--steps-each", 1,
+                         "--micro-batch", mb])
+        check(said in p.stdout, f"--keep-weights auto at --micro-batch {mb}: no line saying '{said}'")
+    print("  --keep-weights on/auto/off: bitwise identical to the plain run; auto keeps them at 1 sample per pass")
     # Fewer samples than ranks: some ranks hold none.
     for n_few, rank_counts in ((1, (1, 2, 4)), (2, (1, 3, 4))):
         got = [sample(binary, path, out, n_few, H, W, T, lr, 99, ["--trajectory"], ranks=r) for r in rank_counts]
@@ -832,6 +848,7 @@ def check_errors(binary, wd):
         ("--mask without --inpaint", ["--model", good, "--mask", bad_mask], ["--mask"]),
         ("--mask wrong count", ["--model", good, "--inpaint", known, "--mask", bad_mask], [bad_mask]),
         ("--init-dist bogus", ["--model", good, "--init-dist", "bogus"], ["--init-dist", "bogus"]),
+        ("--keep-weights bogus", ["--model", good, "--keep-weights", "bogus"], ["--keep-weights", "bogus"]),
         ("--n 0", ["--model", good, "--n", "0"], ["--n"]),
         ("--steps-each 0", ["--model", good, "--steps-each", "0"], ["--steps-each"]),
         ("--step-lr -1", ["--model", good, "--step-lr", "-1"], ["--step-lr"]),

@@ -211,8 +211,17 @@ static void check_conv(ConvAlgo algo, const char *algo_name, int N)
     char what[64];
     for (int pass = 0; pass < 2; pass++) {
         at_threads(pass);
-        conv_forward(out[pass] = xmalloc(nout * sizeof(float)), x, w, b, s, cout, d, 0, algo, work);
+        conv_forward(out[pass] = xmalloc(nout * sizeof(float)), x, w, NULL, b, s, cout, d, 0, algo, work);
         if (pass) check_regions(strcat(strcpy(what, name), " forward"));
+    }
+    size_t np = conv_prepared_floats(s.C, cout, algo);
+    if (np) { /* kept transformed weights give the same bits, and are what is read (w zeroed) */
+        float *prep = xmalloc(np * sizeof(float)), *wz = xcalloc(nw, sizeof(float));
+        float *outp = xmalloc(nout * sizeof(float));
+        conv_prepare(prep, w, s.C, cout, algo);
+        conv_forward(outp, x, wz, prep, b, s, cout, d, 0, algo, work);
+        same_bits(name, "out with prepared weights", outp, out[0], nout);
+        free(prep), free(wz), free(outp);
     }
     for (int pass = 0; pass < 2; pass++) {
         at_threads(pass);

@@ -33,7 +33,7 @@ typedef struct {
     const char *positional; /* info: the model file */
     /* files */
     const char *out, *model, *input, *data, *run_dir, *dataset, *resume, *init_file, *png;
-    const char *inpaint, *mask, *init_dist, *sigmas, *dilations, *milestones, *dump_grads;
+    const char *inpaint, *mask, *init_dist, *sigmas, *dilations, *milestones, *dump_grads, *keep_weights;
     /* model */
     long in_channels, nf, num_classes;
     int no_scale_by_sigma;

@@ -138,6 +138,13 @@ typedef struct {
     size_t work_floats;
     ConvAlgo conv_algo; /* from NCSN_CONV at model_run_init */
     int inference;      /* set: forward only, activations freed as blocks finish */
+    /* Set when the weights stay the same for the life of this run (a
+     * sampler's): each conv's transformed weights (conv_prepare) are kept
+     * after its first forward pass instead of redone on every pass;
+     * model_prepared_floats(m) more floats. */
+    int keep_weights;
+    struct PreparedConv *prepared;
+    int n_prepared;
     Shape in_shape;
     const int *labels;
     ModelCache *cache;
@@ -153,6 +160,9 @@ void model_run_init(ModelRun *r);
  * of shape s (activations, gradient temporaries, conv scratch), for
  * checking memory before allocating it. */
 size_t model_run_floats(const NcsnConfig *cfg, Shape s, int inference);
+/* The floats a ModelRun with keep_weights holds for the transformed weights of
+ * every conv of m. */
+size_t model_prepared_floats(const Model *m);
 void model_run_free(ModelRun *r);
 
 /* out [N, C, H, W] = s(x, labels). x [N, C, H, W] is not modified and must

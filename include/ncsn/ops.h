@@ -63,16 +63,25 @@ ConvAlgo conv_algo_from_env(void);
  * work: conv_work_floats(s, cout, d, algo) floats of scratch, which
  * depends on ops_threads() (a slice per thread). */
 size_t conv_work_floats(Shape s, int cout, int d, ConvAlgo algo);
-void conv_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout,
-                  int d, int accumulate, ConvAlgo algo, float *work);
+/* prepared: NULL, or the weights as conv_prepare left them for this w
+ * (then conv_forward does not transform w again: a caller whose weights
+ * stay the same over many passes, as a sampler's do, keeps them). */
+void conv_forward(float *out, const float *in, const float *w, const float *prepared, const float *b, Shape s,
+                  int cout, int d, int accumulate, ConvAlgo algo, float *work);
+/* The forward pass's transformed weights of a cin -> cout conv:
+ * conv_prepared_floats of them (0 when the algorithm has none: im2col). */
+size_t conv_prepared_floats(int cin, int cout, ConvAlgo algo);
+void conv_prepare(float *prepared, const float *w, int cin, int cout, ConvAlgo algo);
 /* din [s], dw [cout, s.C, 3, 3], db [cout] accumulate; dout [s.N, cout, s.H, s.W]. */
 void conv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                    const float *w, Shape s, int cout, int d, ConvAlgo algo, float *work);
 
 /* The Winograd kernels behind conv_* (algo CONV_WINOGRAD2 or 4); no bias. */
 size_t wino_work_floats(Shape s, int cout, int d, int algo);
-void wino_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout, int d,
-                  int accumulate, int algo, float *work);
+size_t wino_prepared_floats(int cin, int cout, int algo);
+void wino_prepare(float *prepared, const float *w, int cin, int cout, int algo);
+void wino_forward(float *out, const float *in, const float *w, const float *prepared, const float *b, Shape s,
+                  int cout, int d, int accumulate, int algo, float *work);
 void wino_backward(float *din, float *dw, const float *dout, const float *in, const float *w, Shape s,
                    int cout, int d, int algo, float *work);
 

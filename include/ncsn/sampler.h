@@ -32,6 +32,7 @@ typedef struct {
     int clip, denoise, normal_init;
     int trajectory;   /* keep the state after each level */
     long micro_batch; /* samples per forward pass on a rank (the result does not depend on it) */
+    int keep_weights; /* keep the transformed conv weights for the run (ModelRun.keep_weights; same result) */
     uint64_t seed;
     const float *init;         /* [n, C, H, W] or NULL */
     const float *known, *mask; /* inpainting: [n_known, C, H, W], n_known is 1 or n */

@@ -89,12 +89,24 @@ static void col2im_add(float *dx, const float *col, int C, int H, int W, int d)
             }
 }
 
-OPS_KERNEL void conv_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout,
-                  int d, int accumulate, ConvAlgo algo, float *work)
+size_t conv_prepared_floats(int cin, int cout, ConvAlgo algo)
+{
+    algo = resolve(algo, cin, cout);
+    return algo == CONV_IM2COL ? 0 : wino_prepared_floats(cin, cout, algo);
+}
+
+void conv_prepare(float *prepared, const float *w, int cin, int cout, ConvAlgo algo)
+{
+    algo = resolve(algo, cin, cout);
+    if (algo != CONV_IM2COL) wino_prepare(prepared, w, cin, cout, algo);
+}
+
+OPS_KERNEL void conv_forward(float *out, const float *in, const float *w, const float *prepared, const float *b,
+                             Shape s, int cout, int d, int accumulate, ConvAlgo algo, float *work)
 {
     algo = resolve(algo, s.C, cout);
     if (algo != CONV_IM2COL) {
-        wino_forward(out, in, w, b, s, cout, d, accumulate, algo, work);
+        wino_forward(out, in, w, prepared, b, s, cout, d, accumulate, algo, work);
         return;
     }
     int K = s.C * 9, P = s.H * s.W;

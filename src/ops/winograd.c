@@ -603,9 +603,9 @@ static Split split_batch(int N, double flops_per_sample)
     return (Split){N / team * team, team};
 }
 
-/* y = conv(x) + b for one sample (see Part). */
-static void forward_sample(const Plan *p, Slice sl, const Part *pt, float *y, const float *x, const float *b,
-                           Shape s, int cout, int accumulate)
+/* y = conv(x) + b for one sample (see Part), with the transformed weights Ut. */
+static void forward_sample(const Plan *p, const float *Ut, Slice sl, const Part *pt, float *y, const float *x,
+                           const float *b, Shape s, int cout, int accumulate)
 {
     int T = p->g.T, Cp = p->Cp, Op = p->Op, a2 = p->a2;
     size_t P = (size_t)s.H * s.W;
@@ -616,7 +616,7 @@ static void forward_sample(const Plan *p, Slice sl, const Part *pt, float *y, co
     input_transform(sl.V, sl.planes, Cp, &p->g, p->off, pt->in);
     meet(pt);
     for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* M[.][xi] [T][Op] = V[.][xi] [T][Cp] Ut[xi] [Cp][Op] */
-        gemm16(T, Op, Cp, sl.V + (size_t)xi * Cp, (size_t)a2 * Cp, 1, p->U + (size_t)xi * Cp * Op, Op, 0.0f,
+        gemm16(T, Op, Cp, sl.V + (size_t)xi * Cp, (size_t)a2 * Cp, 1, Ut + (size_t)xi * Cp * Op, Op, 0.0f,
                sl.M + (size_t)xi * Op, (size_t)a2 * Op);
     meet(pt);
     output_transform(sl.planes, sl.M, Op, &p->g, p->off, pt->out);
@@ -629,20 +629,35 @@ static void forward_sample(const Plan *p, Slice sl, const Part *pt, float *y, co
     meet(pt); /* the next sample reuses the buffers */
 }
 
-OPS_KERNEL void wino_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout, int d,
-                  int accumulate, int algo, float *work)
+size_t wino_prepared_floats(int cin, int cout, int algo)
+{
+    int a = pick(algo)->alpha;
+    return (size_t)a * a * round_up(cin) * round_up(cout);
+}
+
+OPS_KERNEL void wino_prepare(float *Ut, const float *w, int cin, int cout, int algo)
+{
+    weight_transform(Ut, w, cout, cin, pick(algo), 1);
+}
+
+OPS_KERNEL void wino_forward(float *out, const float *in, const float *w, const float *prepared, const float *b,
+                             Shape s, int cout, int d, int accumulate, int algo, float *work)
 {
     if (s.N <= 0) return;
     Plan p = plan(s, cout, d, algo, work);
     size_t P = (size_t)s.H * s.W;
     gemm16_own(); /* decided here, outside the threads' regions */
-    weight_transform(p.U, w, cout, s.C, p.w, 1);
+    const float *Ut = prepared;
+    if (!Ut) {
+        weight_transform(p.U, w, cout, s.C, p.w, 1);
+        Ut = p.U;
+    }
     Split sp = split_batch(s.N, 2.0 * p.a2 * p.g.T * p.Cp * p.Op);
     if (sp.whole > 0) {
 #pragma omp parallel for num_threads(sp.team) schedule(static)
         for (int n = 0; n < sp.whole; n++) {
             Part pt = whole_sample(&p);
-            forward_sample(&p, slice(&p, omp_get_thread_num()), &pt, out + (size_t)n * cout * P,
+            forward_sample(&p, Ut, slice(&p, omp_get_thread_num()), &pt, out + (size_t)n * cout * P,
                            in + (size_t)n * s.C * P, b, s, cout, accumulate);
         }
     }
@@ -651,8 +666,8 @@ OPS_KERNEL void wino_forward(float *out, const float *in, const float *w, const 
     {
         Part pt = part_of_sample(&p, omp_get_thread_num(), sp.team);
         for (int n = sp.whole; n < s.N; n++)
-            forward_sample(&p, slice(&p, 0), &pt, out + (size_t)n * cout * P, in + (size_t)n * s.C * P, b, s, cout,
-                           accumulate);
+            forward_sample(&p, Ut, slice(&p, 0), &pt, out + (size_t)n * cout * P, in + (size_t)n * s.C * P, b, s,
+                           cout, accumulate);
     }
 }
 
