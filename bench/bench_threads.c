@@ -1,9 +1,9 @@
 /* bench_threads.c: strong scaling inside a rank. How much faster a batch
  * of 1 or 2 images gets with T threads than with 1, for a training step
- * (forward, backward, Adam) and a sampling step (forward), against what
- * the machine allows: the same step run as T independent 1-thread copies
- * at once (each on its own replica, as T single-thread ranks would), whose
- * combined rate over one copy's rate is the ceiling.
+ * (forward, backward, gradient norm, Adam) and a sampling step (forward),
+ * against what the machine allows: the same step run as T independent
+ * 1-thread copies at once (each on its own replica, as T single-thread
+ * ranks would), whose combined rate over one copy's rate is the ceiling.
  *
  * usage: bench_threads [nf=128] [C=3] [H=32] [reps=7] [T=2]
  * Within each repetition the three settings (1 thread, T threads, T copies)
@@ -68,6 +68,8 @@ static void step(Replica *r, const Batch *b, int train)
     static const AdamConfig adam = {1e-6, 0.9, 0.999, 1e-8, 0.0, 0, 0, 0};
     vec_zero(r->m.grads, r->m.table.total);
     dsm_step(&r->m, &r->run, &r->w, b->x, b->labels, b->z, b->s, 1.0f / (float)b->s.N, NULL);
+    volatile double norm = grad_norm(r->m.grads, r->m.table.total); /* as the trainer does before Adam */
+    (void)norm;
     adam_step(&adam, 1, r->m.params, r->m.grads, r->mom1, r->mom2, r->m.table.total);
 }
 

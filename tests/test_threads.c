@@ -325,8 +325,29 @@ static void check_optim(void)
     same_bits("adam_step", "m", m[1], m[0], n);
     same_bits("adam_step", "v", v[1], v[0], n);
     same_bits("ema_update", "ema", ema[1], ema[0], n);
-    for (int pass = 0; pass < 2; pass++) free(p[pass]), free(m[pass]), free(v[pass]), free(ema[pass]);
-    free(p0), free(g), free(m0), free(v0);
+    /* the gradient norm: same bits at any thread count (a tail past the
+     * last whole block too), and the sum of squares to double rounding */
+    size_t ng = n + 13;
+    float *gg = randn(ng, 44), *scaled[2];
+    double norm[2];
+    for (int pass = 0; pass < 2; pass++) {
+        at_threads(pass);
+        norm[pass] = grad_norm(gg, ng);
+        if (pass) check_regions("grad_norm");
+        grad_scale(scaled[pass] = copy_of(gg, ng), ng, 0.37f);
+        if (pass) check_regions("grad_scale");
+    }
+    long double ref = 0;
+    for (size_t i = 0; i < ng; i++) ref += (long double)gg[i] * gg[i];
+    double rel = fabs(norm[0] - (double)sqrtl(ref)) / (double)sqrtl(ref);
+    if (memcmp(&norm[0], &norm[1], sizeof(double)) != 0 || !(rel < 1e-13)) {
+        printf("FAIL grad_norm %.17g at %d threads, %.17g at 1, %.17Lg by a long double sum (rel %.2e)\n", norm[1],
+               THREADS, norm[0], sqrtl(ref), rel);
+        g_failed = 1;
+    }
+    same_bits("grad_scale", "g", scaled[1], scaled[0], ng);
+    for (int pass = 0; pass < 2; pass++) free(p[pass]), free(m[pass]), free(v[pass]), free(ema[pass]), free(scaled[pass]);
+    free(p0), free(g), free(m0), free(v0), free(gg);
 }
 
 int main(void)

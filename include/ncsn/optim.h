@@ -20,7 +20,8 @@ typedef struct {
 double adam_lr(const AdamConfig *c, long t);
 /* One Adam step t (1-based) on p with gradient g and moments m, v [n]. */
 void adam_step(const AdamConfig *c, long t, float *p, const float *g, float *m, float *v, size_t n);
-/* sqrt(sum g^2), accumulated in double. */
+/* sqrt(sum g^2), accumulated in double in an order that does not depend on
+ * the thread count. */
 double grad_norm(const float *g, size_t n);
 void grad_scale(float *g, size_t n, float s);
 /* The EMA rate used at optimizer step t (1-based): with warm-up,
