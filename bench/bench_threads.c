@@ -29,6 +29,7 @@
 typedef struct {
     Model m;
     ModelRun run;
+    ModelRun kept; /* sampling with the transformed weights kept (ncsn sample's default at 1 sample per pass) */
     DsmWork w;
     float *mom1, *mom2;
 } Replica;
@@ -40,6 +41,7 @@ static void replica_init(Replica *r, const NcsnConfig *cfg, const float *sigmas)
     model_init_weights(&r->m, 1);
     model_set_sigmas(&r->m, sigmas);
     model_run_init(&r->run);
+    model_run_init(&r->kept);
     r->mom1 = xcalloc(r->m.table.total, sizeof(float));
     r->mom2 = xcalloc(r->m.table.total, sizeof(float));
 }
@@ -48,6 +50,7 @@ static void replica_free(Replica *r)
 {
     dsm_work_free(&r->w);
     model_run_free(&r->run);
+    model_run_free(&r->kept);
     model_free(&r->m);
     free(r->mom1), free(r->mom2);
 }
@@ -58,11 +61,13 @@ typedef struct {
     int *labels;
 } Batch;
 
-/* One step on replica r: training (train = 1) or sampling. */
-static void step(Replica *r, const Batch *b, int train)
+enum { SAMPLING, TRAINING, SAMPLING_KEPT };
+
+/* One step on replica r: training, or sampling (with the weights kept). */
+static void step(Replica *r, const Batch *b, int mode)
 {
-    if (!train) {
-        model_forward(&r->m, &r->run, b->out, b->x, b->labels, b->s);
+    if (mode != TRAINING) {
+        model_forward(&r->m, mode == SAMPLING_KEPT ? &r->kept : &r->run, b->out, b->x, b->labels, b->s);
         return;
     }
     static const AdamConfig adam = {1e-6, 0.9, 0.999, 1e-8, 0.0, 0, 0, 0};
@@ -73,21 +78,21 @@ static void step(Replica *r, const Batch *b, int train)
     adam_step(&adam, 1, r->m.params, r->m.grads, r->mom1, r->mom2, r->m.table.total);
 }
 
-static double timed(Replica *r, const Batch *b, int train, int threads)
+static double timed(Replica *r, const Batch *b, int mode, int threads)
 {
     ops_set_threads(threads);
     double t0 = ncsn_now();
-    step(r, b, train);
+    step(r, b, mode);
     return ncsn_now() - t0;
 }
 
 /* T copies at once, one thread each: the wall time of the slowest. */
-static double timed_copies(Replica *rs, const Batch *b, int train, int T)
+static double timed_copies(Replica *rs, const Batch *b, int mode, int T)
 {
     ops_set_threads(1);
     double t0 = ncsn_now();
 #pragma omp parallel num_threads(T)
-    step(&rs[omp_get_thread_num()], b, train);
+    step(&rs[omp_get_thread_num()], b, mode);
     return ncsn_now() - t0;
 }
 
@@ -111,7 +116,7 @@ int main(int argc, char **argv)
     for (int k = 0; k < T; k++) replica_init(&rs[k], &cfg, sig);
     printf("network nf %d, %dx%dx%d; %d threads against 1, and against %d 1-thread copies at once (the ceiling); "
            "median of %d repetitions\n", nf, C, H, H, T, T, reps);
-    printf("%-9s %5s %12s %12s %12s %14s %14s\n", "step", "batch", "1 thread s", "threads s", "copies s",
+    printf("%-22s %5s %12s %12s %12s %14s %14s\n", "step", "batch", "1 thread s", "threads s", "copies s",
            "threads/1", "ceiling/1");
     double *t1 = xmalloc((size_t)reps * sizeof(double)), *tt = xmalloc((size_t)reps * sizeof(double));
     double *tc = xmalloc((size_t)reps * sizeof(double)), *q = xmalloc((size_t)reps * sizeof(double));
@@ -124,18 +129,27 @@ int main(int argc, char **argv)
         rng_fill_uniform(b.x, n, 1, 1, 0, 0, -1, 1);
         rng_fill_normal(b.z, n, 1, 2, 0, 0);
         for (int i = 0; i < N; i++) b.labels[i] = i % 10;
-        for (int train = 1; train >= 0; train--) {
-            timed(&rs[0], &b, train, T); /* warm-up: sizes the arenas */
-            timed_copies(rs, &b, train, T);
+        static const int modes[] = {TRAINING, SAMPLING, SAMPLING_KEPT};
+        static const char *names[] = {"sampling", "training", "sampling, weights kept"};
+        for (int k = 0; k < (N == 1 ? 3 : 2); k++) { /* ncsn sample keeps the weights at 1 sample per pass */
+            int mode = modes[k];
+            if (mode == SAMPLING_KEPT)
+                for (int c = 0; c < T; c++) { /* kept from the weights as they are now */
+                    model_run_free(&rs[c].kept);
+                    model_run_init(&rs[c].kept);
+                    rs[c].kept.keep_weights = 1;
+                }
+            timed(&rs[0], &b, mode, T); /* warm-up: sizes the arenas */
+            timed_copies(rs, &b, mode, T);
             for (int r = 0; r < reps; r++) {
-                t1[r] = timed(&rs[0], &b, train, 1);
-                tt[r] = timed(&rs[0], &b, train, T);
-                tc[r] = timed_copies(rs, &b, train, T);
+                t1[r] = timed(&rs[0], &b, mode, 1);
+                tt[r] = timed(&rs[0], &b, mode, T);
+                tc[r] = timed_copies(rs, &b, mode, T);
                 q[r] = t1[r] / tt[r];
                 qc[r] = T * t1[r] / tc[r];
             }
-            printf("%-9s %5d %12.4f %12.4f %12.4f %13.2fx %13.2fx\n", train ? "training" : "sampling", N,
-                   median(t1, reps), median(tt, reps), median(tc, reps), median(q, reps), median(qc, reps));
+            printf("%-22s %5d %12.4f %12.4f %12.4f %13.2fx %13.2fx\n", names[mode], N, median(t1, reps),
+                   median(tt, reps), median(tc, reps), median(q, reps), median(qc, reps));
             fflush(stdout);
         }
         free(b.x), free(b.z), free(b.out), free(b.labels);
