@@ -67,8 +67,10 @@ static void write_strip(const char *png, const float *traj, const float *final, 
 }
 
 /* Every rank, before the sampler's buffers exist: what one rank will hold
- * (rank 0 also gathers every sample) against what its node offers. */
-static void check_memory(const Sampler *S, const Model *m, const Dist *d)
+ * (rank 0 also gathers every sample) against what its node offers. Kept
+ * weights that --keep-weights auto chose and that would not fit are
+ * dropped instead (returns 1 then): the samples are the same without. */
+static int check_memory(Sampler *S, const Model *m, const Dist *d, int keep_auto)
 {
     size_t per = shape_count(S->img);
     long nl = (S->n + d->size - 1) / d->size, mb = S->micro_batch < nl ? S->micro_batch : nl;
@@ -86,10 +88,18 @@ static void check_memory(const Sampler *S, const Model *m, const Dist *d)
         {"all samples on rank 0", d->rank == 0 ? keep * (double)S->n * per * f : 0},
     };
     char why[8192];
-    mem_verdict("sampling", parts, 5, d->node_size,
-                "lower --n, --micro-batch or --image-size, give --keep-weights off, or spread the ranks over more nodes",
-                why, sizeof why);
+    const char *advice =
+        "lower --n, --micro-batch or --image-size, give --keep-weights off, or spread the ranks over more nodes";
+    mem_verdict("sampling", parts, 5, d->node_size, advice, why, sizeof why);
+    int dropped = 0;
+    if (why[0] && S->keep_weights && keep_auto) {
+        parts[1].bytes = 0;
+        mem_verdict("sampling", parts, 5, d->node_size, advice, why, sizeof why);
+        dropped = !why[0];
+        if (dropped) S->keep_weights = 0;
+    }
     dist_agree_usage_any(why, sizeof why);
+    return dropped;
 }
 
 /* Every output can be written (rank 0 looks, all agree) before any work. */
@@ -217,7 +227,7 @@ int cmd_sample(const Options *o)
     char desc[512];
     Sampler S = sampler_from_options(o, &m, &dist, desc, sizeof desc);
     SampleInputs in = read_inputs(o, &S);
-    check_memory(&S, &m, &dist);
+    int dropped = check_memory(&S, &m, &dist, strcmp(o->keep_weights, "auto") == 0);
     ncsn_set_collective(0);
     if (dist.rank == 0) {
         opt_print(o, stdout);
@@ -227,7 +237,8 @@ int cmd_sample(const Options *o)
             printf("  %-18s kept for the run (%.0f MB per rank)\n", "conv weights",
                    (double)model_prepared_floats(&m) * sizeof(float) / 1e6);
         else
-            printf("  %-18s transformed again on every forward pass\n", "conv weights");
+            printf("  %-18s transformed again on every forward pass%s\n", "conv weights",
+                   dropped ? " (--keep-weights auto: keeping them would not fit in memory)" : "");
         fflush(stdout);
     }
     size_t per = shape_count(S.img);

@@ -63,6 +63,7 @@ void train_samples_init(TrainSamples *ts, const TrainSamplesConfig *c, const Mod
         S->clip = c->clip;
         S->denoise = 1;
         S->micro_batch = ops_pass_samples();
+        S->keep_weights = 0; /* no 4x copy of the weights beside a trainer's memory (ncsn sample's --keep-weights) */
         S->seed = c->seed;
         if (c->eval_data) {
             if (c->n < 2) ncsn_die_usage("option --sample-n: the evaluation (--eval-data) needs at least 2 samples");

@@ -19,7 +19,9 @@ Checks:
       --keep-weights on/off/auto give bitwise identical samples and
       trajectories (also with inpainting and a per-sample mask; 7 samples
       split unevenly; and --n 1 on 2 and 4 ranks, --n 2 on 3 and 4, where
-      some ranks hold no sample); auto says it keeps them at 1 sample per pass;
+      some ranks hold no sample); auto says it keeps them at 1 sample per
+      pass, and drops them when they would not fit (NCSN_MEMORY_LIMIT),
+      where on stops with exit 2;
   (c) clip: every sample in [-1, 1]; --no-clip with a large step: some
       outside; --denoise against the reference (clip on and off);
   (d) --init: with --steps-each 1 and a tiny --step-lr the samples equal the
@@ -160,9 +162,11 @@ def launcher(ranks):
     return shlex.split(launch) + [str(ranks)]
 
 
-def run(binary, args, ranks=1, expect=0):
+def run(binary, args, ranks=1, expect=0, extra_env=None):
     cmd = launcher(ranks) + [binary] + [str(a) for a in args]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(),
+    e = env()
+    e.update(extra_env or {})
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
                        timeout=RUN_TIMEOUT, universal_newlines=True)
     if expect is not None and p.returncode != expect:
         raise Failure(f"{' '.join(cmd)}: exit {p.returncode}, expected {expect}\n"
@@ -690,6 +694,23 @@ def check_ranks(binary, wd, cfg):
                          "--micro-batch", mb])
         check(said in p.stdout, f"--keep-weights auto at --micro-batch {mb}: no line saying '{said}'")
     print("  --keep-weights on/auto/off: bitwise identical to the plain run; auto keeps them at 1 sample per pass")
+    # Kept weights that would not fit: auto drops them and says so, on stops
+    # (exit 2) naming the option. At nf 128 they are 196 MB against about
+    # 60 MB for the rest of an 8x8 run, so a 200 MiB limit splits the two.
+    big = os.path.join(wd, "model_nf128.h5")
+    run(binary, ["init", "--out", big, "--in-channels", "1", "--nf", "128", "--num-classes", "2", "--sigmas", "1,0.5"])
+    args = ["sample", "--model", big, "--out", out, "--n", 1, "--image-size", 8, "--steps-each", 1]
+    limit = {"NCSN_MEMORY_LIMIT": "200M"}
+    p = run(binary, args + ["--keep-weights", "auto"], extra_env=limit)
+    check("keeping them would not fit in memory" in p.stdout,
+          f"--keep-weights auto under a 200M limit: no line saying it dropped them: {p.stdout[-600:]}")
+    p = run(binary, args + ["--keep-weights", "on"], expect=2, extra_env=limit)
+    check("--keep-weights off" in p.stderr and "kept transformed weights" in p.stderr,
+          f"--keep-weights on under a 200M limit: the message does not name the kept weights and the option: "
+          f"{p.stderr[-600:]}")
+    p = run(binary, args + ["--keep-weights", "auto"])
+    check("kept for the run" in p.stdout, "--keep-weights auto without a limit: the weights were not kept")
+    print("  --keep-weights under a memory limit: auto drops them and says so; on stops naming the option")
     # Fewer samples than ranks: some ranks hold none.
     for n_few, rank_counts in ((1, (1, 2, 4)), (2, (1, 3, 4))):
         got = [sample(binary, path, out, n_few, H, W, T, lr, 99, ["--trajectory"], ranks=r) for r in rank_counts]
