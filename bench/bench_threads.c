@@ -129,10 +129,12 @@ int main(int argc, char **argv)
         rng_fill_uniform(b.x, n, 1, 1, 0, 0, -1, 1);
         rng_fill_normal(b.z, n, 1, 2, 0, 0);
         for (int i = 0; i < N; i++) b.labels[i] = i % 10;
-        static const int modes[] = {TRAINING, SAMPLING, SAMPLING_KEPT};
-        static const char *names[] = {"sampling", "training", "sampling, weights kept"};
+        static const struct {
+            int mode;
+            const char *name;
+        } rows[] = {{TRAINING, "training"}, {SAMPLING, "sampling"}, {SAMPLING_KEPT, "sampling, weights kept"}};
         for (int k = 0; k < (N == 1 ? 3 : 2); k++) { /* ncsn sample keeps the weights at 1 sample per pass */
-            int mode = modes[k];
+            int mode = rows[k].mode;
             if (mode == SAMPLING_KEPT)
                 for (int c = 0; c < T; c++) { /* kept from the weights as they are now */
                     model_run_free(&rs[c].kept);
@@ -148,7 +150,7 @@ int main(int argc, char **argv)
                 q[r] = t1[r] / tt[r];
                 qc[r] = T * t1[r] / tc[r];
             }
-            printf("%-22s %5d %12.4f %12.4f %12.4f %13.2fx %13.2fx\n", names[mode], N, median(t1, reps),
+            printf("%-22s %5d %12.4f %12.4f %12.4f %13.2fx %13.2fx\n", rows[k].name, N, median(t1, reps),
                    median(tt, reps), median(tc, reps), median(q, reps), median(qc, reps));
             fflush(stdout);
         }

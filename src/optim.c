@@ -35,9 +35,9 @@ void adam_step(const AdamConfig *c, long t, float *p, const float *g, float *m, 
 /* The sum of squares in an order fixed by n alone, so every thread count
  * gives the same bits: blocks of NORM_BLOCK floats, each summed in 8
  * double lanes (element i into lane i mod 8, which also lets the adds
- * overlap), the lanes pairwise, then the blocks' sums in block order. It
- * ran serially with one chain of dependent adds: 3-4 % of a batch-1
- * training step, with the other threads waiting. */
+ * overlap), the lanes pairwise, then the blocks' sums in block order.
+ * Threaded because a serial chain of adds over the parameters is 3-4 % of
+ * a batch-1 training step, with the other threads waiting. */
 #define NORM_BLOCK 65536
 
 double grad_norm(const float *g, size_t n)

@@ -66,6 +66,13 @@ static void write_strip(const char *png, const float *traj, const float *final, 
     free(pic);
 }
 
+/* Samples in one forward pass on a rank (its share or --micro-batch, the smaller). */
+static long pass_samples(const Sampler *S, const Dist *d)
+{
+    long nl = (S->n + d->size - 1) / d->size;
+    return S->micro_batch < nl ? S->micro_batch : nl;
+}
+
 /* Every rank, before the sampler's buffers exist: what one rank will hold
  * (rank 0 also gathers every sample) against what its node offers. Kept
  * weights that --keep-weights auto chose and that would not fit are
@@ -73,7 +80,7 @@ static void write_strip(const char *png, const float *traj, const float *final, 
 static int check_memory(Sampler *S, const Model *m, const Dist *d, int keep_auto)
 {
     size_t per = shape_count(S->img);
-    long nl = (S->n + d->size - 1) / d->size, mb = S->micro_batch < nl ? S->micro_batch : nl;
+    long nl = (S->n + d->size - 1) / d->size, mb = pass_samples(S, d);
     int L = m->cfg.num_classes;
     double f = sizeof(float), keep = S->trajectory ? 1.0 + L : 1.0; /* final state (+ one per level) */
     Shape s = S->img;
@@ -141,8 +148,7 @@ static int keep_weights(const char *v, const Sampler *S, const Dist *d)
     if (strcmp(v, "on") == 0) return 1;
     if (strcmp(v, "off") == 0) return 0;
     if (strcmp(v, "auto") != 0) ncsn_die_usage("option --keep-weights: expected on, off or auto, got '%s'", v);
-    long nl = (S->n + d->size - 1) / d->size;
-    return (S->micro_batch < nl ? S->micro_batch : nl) <= 1;
+    return pass_samples(S, d) <= 1;
 }
 
 /* The sampling run the options ask for with model m on the ranks of d;
