@@ -98,7 +98,7 @@ static void conv_f(Case *c)
 }
 static void conv_b(Case *c) { conv_backward(c->grads[0], c->grads[1], c->grads[2], c->r, c->in[0], c->in[1], c->s, c->cout, c->d, g_algo, c->work); }
 
-static const char *ALGO_NAME[] = {"auto", "im2col", "winograd F(2,3)", "winograd F(4,3)"};
+static const char *ALGO_NAME[] = {"auto", "im2col", "winograd F(2,3)", "winograd F(4,3)", "direct"};
 
 static void test_conv(int d, ConvAlgo algo)
 {
@@ -126,7 +126,7 @@ static void test_conv(int d, ConvAlgo algo)
     c.backward = conv_b;
     c.eps = 1e-2;
     check_case(&c, 200);
-    /* and the forward agrees with im2col (the direct definition) */
+    /* and the forward agrees with im2col (the definition by sgemm) */
     if (algo != CONV_IM2COL) {
         float *ref = xmalloc(c.n_out * sizeof(float)), *work = xmalloc(conv_work_floats(c.s, c.cout, d, CONV_IM2COL) * sizeof(float));
         conv_forward(ref, c.in[0], c.in[1], NULL, c.in[2], c.s, c.cout, d, 0, CONV_IM2COL, work);
@@ -398,7 +398,7 @@ static void test_expm1(void)
 int main(void)
 {
     test_expm1();
-    for (int algo = CONV_IM2COL; algo <= CONV_WINOGRAD4; algo++)
+    for (int algo = CONV_IM2COL; algo <= CONV_DIRECT; algo++)
         for (int d = 1; d <= 3; d++) test_conv(d, (ConvAlgo)algo);
     test_norm(NORM_CIN);
     test_norm(NORM_CINPP);

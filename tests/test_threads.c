@@ -197,12 +197,12 @@ static void check_elementwise(void)
  * N = 8 gives each thread whole samples; with N < THREADS every sample is
  * split over all threads (channel blocks and transform points), and N = 5
  * does both (4 whole, 1 split). */
-static void check_conv(ConvAlgo algo, const char *algo_name, int N)
+static void check_conv(ConvAlgo algo, const char *algo_name, int N, int cin, int cout)
 {
-    Shape s = {N, 96, 32, 32};
-    char name[40];
-    snprintf(name, sizeof name, "%s N=%d", algo_name, N);
-    int cout = 96, d = 2;
+    Shape s = {N, cin, 32, 32};
+    char name[48];
+    snprintf(name, sizeof name, "%s %d->%d N=%d", algo_name, cin, cout, N);
+    int d = 2;
     size_t nin = shape_count(s), nout = (size_t)s.N * cout * s.H * s.W, nw = (size_t)cout * s.C * 9;
     float *x = randn(nin, 10), *w = randn(nw, 11), *b = randn(cout, 12), *dout = randn(nout, 13);
     ops_set_threads(THREADS);
@@ -232,7 +232,8 @@ static void check_conv(ConvAlgo algo, const char *algo_name, int N)
     }
     same_bits(name, "out", out[1], out[0], nout);
     same_bits(name, "din", din[1], din[0], nin);
-    if (N < THREADS && algo != CONV_IM2COL) same_bits(name, "dw", dw[1], dw[0], nw); /* one share, in sample order */
+    /* one share, in sample order (direct: each weight summed by one thread) */
+    if ((N < THREADS && algo != CONV_IM2COL) || algo == CONV_DIRECT) same_bits(name, "dw", dw[1], dw[0], nw);
     else close_to(name, "dw", dw[1], dw[0], nw);
     same_bits(name, "db", db[1], db[0], (size_t)cout);
     for (int pass = 0; pass < 2; pass++) free(out[pass]), free(din[pass]), free(dw[pass]), free(db[pass]);
@@ -354,11 +355,13 @@ int main(void)
 {
     check_contract();
     check_elementwise();
-    check_conv(CONV_IM2COL, "conv im2col", 8);
+    check_conv(CONV_IM2COL, "conv im2col", 8, 96, 96);
     for (int k = 0; k < 4; k++) {
         static const int batch[] = {8, 1, 2, 5};
-        check_conv(CONV_WINOGRAD2, "conv wino2", batch[k]);
-        check_conv(CONV_WINOGRAD4, "conv wino4", batch[k]);
+        check_conv(CONV_WINOGRAD2, "conv wino2", batch[k], 96, 96);
+        check_conv(CONV_WINOGRAD4, "conv wino4", batch[k], 96, 96);
+        check_conv(CONV_DIRECT, "conv direct", batch[k], 3, 96); /* the first conv's shape */
+        check_conv(CONV_DIRECT, "conv direct", batch[k], 96, 3); /* the last's */
     }
     check_norm(NORM_CIN, "norm cin");
     check_norm(NORM_CINPP, "norm cin++");

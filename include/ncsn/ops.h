@@ -52,9 +52,10 @@ void ops_choose_blas_kernels(char **argv);
 const char *ops_blas_kernels_note(void);
 
 /* How 3x3 convolutions are computed. AUTO: Winograd F(4x4,3x3) where both
- * channel counts are at least 4, im2col + sgemm otherwise. The environment
- * variable NCSN_CONV=auto|im2col|wino2|wino4 overrides (conv_algo_from_env). */
-typedef enum { CONV_AUTO, CONV_IM2COL, CONV_WINOGRAD2, CONV_WINOGRAD4 } ConvAlgo;
+ * channel counts are at least 4, a direct sum otherwise (the image-channel
+ * convs); im2col + sgemm on request. The environment variable
+ * NCSN_CONV=auto|im2col|wino2|wino4|direct overrides (conv_algo_from_env). */
+typedef enum { CONV_AUTO, CONV_IM2COL, CONV_WINOGRAD2, CONV_WINOGRAD4, CONV_DIRECT } ConvAlgo;
 ConvAlgo conv_algo_from_env(void);
 
 /* 3x3 convolution, stride 1, dilation d, padding d, with bias.
@@ -69,12 +70,19 @@ size_t conv_work_floats(Shape s, int cout, int d, ConvAlgo algo);
 void conv_forward(float *out, const float *in, const float *w, const float *prepared, const float *b, Shape s,
                   int cout, int d, int accumulate, ConvAlgo algo, float *work);
 /* The forward pass's transformed weights of a cin -> cout conv:
- * conv_prepared_floats of them (0 when the algorithm has none: im2col). */
+ * conv_prepared_floats of them (0 when the algorithm has none: im2col, direct). */
 size_t conv_prepared_floats(int cin, int cout, ConvAlgo algo);
 void conv_prepare(float *prepared, const float *w, int cin, int cout, ConvAlgo algo);
 /* din [s], dw [cout, s.C, 3, 3], db [cout] accumulate; dout [s.N, cout, s.H, s.W]. */
 void conv_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                    const float *w, Shape s, int cout, int d, ConvAlgo algo, float *work);
+
+/* The direct kernels behind conv_* (algo CONV_DIRECT): b added, no db. */
+size_t direct_work_floats(Shape s, int cout, int d);
+void direct_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout, int d,
+                    int accumulate, float *work);
+void direct_backward(float *din, float *dw, const float *dout, const float *in, const float *w, Shape s, int cout,
+                     int d, float *work);
 
 /* The Winograd kernels behind conv_* (algo CONV_WINOGRAD2 or 4); no bias. */
 size_t wino_work_floats(Shape s, int cout, int d, int algo);

@@ -1,5 +1,8 @@
-/* conv.c: 3x3 convolution (stride 1, dilation d, padding d) by im2col and
- * OpenBLAS sgemm, one sample at a time, the samples split over the threads.
+/* conv.c: 3x3 convolution (stride 1, dilation d, padding d): Winograd
+ * (winograd.c) where both channel counts are at least 4, summed directly
+ * (direct.c) where one is smaller, or, on request (NCSN_CONV=im2col), by
+ * im2col and OpenBLAS sgemm, one sample at a time, the samples split over
+ * the threads. The im2col path is the definition the tests compare with.
  *
  * For a sample, col[k, p] with k = ci*9 + kh*3 + kw and p = h*W + w holds
  * in[ci, h + (kh-1)d, w + (kw-1)d] (0 outside the image). Then
@@ -21,13 +24,14 @@ ConvAlgo conv_algo_from_env(void)
     if (strcmp(v, "im2col") == 0) return CONV_IM2COL;
     if (strcmp(v, "wino2") == 0) return CONV_WINOGRAD2;
     if (strcmp(v, "wino4") == 0) return CONV_WINOGRAD4;
+    if (strcmp(v, "direct") == 0) return CONV_DIRECT;
     return CONV_AUTO;
 }
 
 static ConvAlgo resolve(ConvAlgo algo, int cin, int cout)
 {
     if (algo != CONV_AUTO) return algo;
-    return cin >= 4 && cout >= 4 ? CONV_WINOGRAD4 : CONV_IM2COL;
+    return cin >= 4 && cout >= 4 ? CONV_WINOGRAD4 : CONV_DIRECT;
 }
 
 /* Per thread: col and dcol [K, P], and a share of dw [cout, K]. */
@@ -42,6 +46,7 @@ size_t conv_work_floats(Shape s, int cout, int d, ConvAlgo algo)
     size_t im2col = (size_t)ops_threads() * im2col_slice(s, cout);
     algo = resolve(algo, s.C, cout);
     if (algo == CONV_IM2COL) return im2col;
+    if (algo == CONV_DIRECT) return direct_work_floats(s, cout, d);
     size_t w = wino_work_floats(s, cout, d, algo);
     return w > im2col ? w : im2col;
 }
@@ -92,19 +97,23 @@ static void col2im_add(float *dx, const float *col, int C, int H, int W, int d)
 size_t conv_prepared_floats(int cin, int cout, ConvAlgo algo)
 {
     algo = resolve(algo, cin, cout);
-    return algo == CONV_IM2COL ? 0 : wino_prepared_floats(cin, cout, algo);
+    return algo == CONV_IM2COL || algo == CONV_DIRECT ? 0 : wino_prepared_floats(cin, cout, algo);
 }
 
 void conv_prepare(float *prepared, const float *w, int cin, int cout, ConvAlgo algo)
 {
     algo = resolve(algo, cin, cout);
-    if (algo != CONV_IM2COL) wino_prepare(prepared, w, cin, cout, algo);
+    if (algo != CONV_IM2COL && algo != CONV_DIRECT) wino_prepare(prepared, w, cin, cout, algo);
 }
 
 OPS_KERNEL void conv_forward(float *out, const float *in, const float *w, const float *prepared, const float *b,
                              Shape s, int cout, int d, int accumulate, ConvAlgo algo, float *work)
 {
     algo = resolve(algo, s.C, cout);
+    if (algo == CONV_DIRECT) {
+        direct_forward(out, in, w, b, s, cout, d, accumulate, work);
+        return;
+    }
     if (algo != CONV_IM2COL) {
         wino_forward(out, in, w, prepared, b, s, cout, d, accumulate, algo, work);
         return;
@@ -141,6 +150,10 @@ OPS_KERNEL void conv_backward(float *din, float *dw, float *db, const float *dou
                 db[co] += acc;
             }
     algo = resolve(algo, s.C, cout);
+    if (algo == CONV_DIRECT) {
+        direct_backward(din, dw, dout, in, w, s, cout, d, work);
+        return;
+    }
     if (algo != CONV_IM2COL) {
         wino_backward(din, dw, dout, in, w, s, cout, d, algo, work);
         return;
