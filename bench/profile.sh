@@ -12,8 +12,9 @@
 # compiler keeps them as functions), transforms (Winograd's input,
 # output and weight transforms and adjoints, with whatever the compiler
 # inlined into wino_forward and wino_backward: with gcc 12 -O3 the input
-# and output transforms and the decimation), norm+ELU, pooling, im2col
-# convs (the first and last conv, under 4 channels), optimizer (Adam,
+# and output transforms and the decimation), norm+ELU, pooling, image-
+# channel convs (the first and last conv, under 4 channels: direct sums,
+# or im2col in code before 2026-12-08), optimizer (Adam,
 # EMA, clipping), data (HDF5 reads), memory (memset/memcpy, page
 # faults), threads (libgomp: waiting at barriers and for work), kernel
 # (other system time), other. The gradient allreduce needs 2 ranks and
@@ -55,7 +56,7 @@ STAGES = [  # first match wins
     ("transforms", r"transform|f4_|f2_|wino_"),
     ("norm+ELU", r"cin_|cinpp_|norm|elu_"),
     ("pooling", r"maxpool|pool"),
-    ("im2col convs", r"im2col|col2im|conv_forward|conv_backward"),
+    ("image convs", r"direct_|im2col|col2im|conv_forward|conv_backward"),
     ("optimizer", r"adam|ema_|grad_norm|grad_scale"),
     ("data", r"libhdf5|H5|data_read|libz|libsz"),
     ("memory", r"memset|memcpy|memmove|page_fault|clear_page"),
