@@ -140,6 +140,7 @@ else echo "FAIL train: --batch 1000000 without --micro-batch:"; tail -3 "$W/stdo
 if "$NCSN" train "${TD[@]}" --run-dir "$W/micro" --batch 1000000 --micro-batch 1000 --steps 0 >"$W/stdout" 2>&1; then
     echo "ok   train: --batch 1000000 --micro-batch 1000 fits"
 else echo "FAIL train: --batch 1000000 --micro-batch 1000 refused:"; tail -2 "$W/stdout"; failed=1; fi
+expect "sample: bad NCSN_CONV" "NCSN_CONV=winograd: expected auto, im2col, wino2, wino4 or direct" "$W/o.h5" -- env NCSN_CONV=winograd "$NCSN" sample --model "$W/m.h5" --out "$W/o.h5" --n 1 --image-size 8 --steps-each 1
 NCSN_MEMORY_LIMIT=1M expect "sample: over NCSN_MEMORY_LIMIT" "sampling needs about" "$W/o.h5" -- "$NCSN" sample --model "$W/m.h5" --out "$W/o.h5" --n 1000 --image-size 8 --steps-each 1
 if grep -q "more than the 1.0 MiB available (NCSN_MEMORY_LIMIT=1M)" "$W/stderr"; then echo "ok   sample: the message names NCSN_MEMORY_LIMIT"
 else echo "FAIL sample: the message does not name NCSN_MEMORY_LIMIT"; failed=1; fi

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ncsn/common.h"
 #include "ncsn/ops.h"
 #include "isa.h"
 
@@ -25,7 +26,7 @@ ConvAlgo conv_algo_from_env(void)
     if (strcmp(v, "wino2") == 0) return CONV_WINOGRAD2;
     if (strcmp(v, "wino4") == 0) return CONV_WINOGRAD4;
     if (strcmp(v, "direct") == 0) return CONV_DIRECT;
-    return CONV_AUTO;
+    ncsn_die_usage("NCSN_CONV=%s: expected auto, im2col, wino2, wino4 or direct", v);
 }
 
 static ConvAlgo resolve(ConvAlgo algo, int cin, int cout)
