@@ -77,7 +77,7 @@ void model_run_init(ModelRun *r)
 /* A conv's kept transformed weights (keep_weights), by its weight offset. */
 struct PreparedConv {
     size_t w;
-    float *u; /* NULL: the conv has none (im2col) */
+    float *u; /* NULL: the conv has none (im2col, direct) */
 };
 
 void model_run_free(ModelRun *r)

@@ -35,6 +35,8 @@ static ConvAlgo resolve(ConvAlgo algo, int cin, int cout)
     return cin >= 4 && cout >= 4 ? CONV_WINOGRAD4 : CONV_DIRECT;
 }
 
+static int winograd(ConvAlgo algo) { return algo == CONV_WINOGRAD2 || algo == CONV_WINOGRAD4; }
+
 /* Per thread: col and dcol [K, P], and a share of dw [cout, K]. */
 static size_t im2col_slice(Shape s, int cout)
 {
@@ -113,13 +115,13 @@ static inline float plane_sum(const float *r, int n)
 size_t conv_prepared_floats(int cin, int cout, ConvAlgo algo)
 {
     algo = resolve(algo, cin, cout);
-    return algo == CONV_IM2COL || algo == CONV_DIRECT ? 0 : wino_prepared_floats(cin, cout, algo);
+    return winograd(algo) ? wino_prepared_floats(cin, cout, algo) : 0;
 }
 
 void conv_prepare(float *prepared, const float *w, int cin, int cout, ConvAlgo algo)
 {
     algo = resolve(algo, cin, cout);
-    if (algo != CONV_IM2COL && algo != CONV_DIRECT) wino_prepare(prepared, w, cin, cout, algo);
+    if (winograd(algo)) wino_prepare(prepared, w, cin, cout, algo);
 }
 
 OPS_KERNEL void conv_forward(float *out, const float *in, const float *w, const float *prepared, const float *b,

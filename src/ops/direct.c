@@ -25,19 +25,7 @@
 #include "ncsn/ops.h"
 #include "isa.h"
 
-#define INLINE static inline __attribute__((always_inline))
 #define BLOCK 8 /* vectors of output per block */
-
-typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
-
-INLINE vec vload(const float *p)
-{
-    vec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-INLINE void vstore(float *p, vec v) { memcpy(p, &v, sizeof v); }
 
 typedef struct {
     int H, W, Wp, d;
@@ -105,11 +93,17 @@ INLINE void sum_taps(float *out, const float *c, const float *base, const size_t
     }
 }
 
+static size_t block_end(const Geom *g, int blk)
+{
+    size_t e = ((size_t)blk + 1) * BLOCK * LANES;
+    return e < g->flat ? e : g->flat;
+}
+
 /* The flat block `blk` of an output plane [H, W] (padded width dropped):
  * y = (accumulate ? y + t : t) + bias over the block's valid elements */
 INLINE void put_block(float *y, const float *t, int blk, const Geom *g, int accumulate, float bias)
 {
-    size_t i0 = (size_t)blk * BLOCK * LANES, i1 = i0 + BLOCK * LANES < g->flat ? i0 + BLOCK * LANES : g->flat;
+    size_t i0 = (size_t)blk * BLOCK * LANES, i1 = block_end(g, blk);
     for (size_t i = i0; i < i1;) { /* one row's part of the block at a time */
         size_t h = i / g->Wp, w = i % g->Wp, row = h * g->Wp;
         size_t e = row + g->W < i1 ? row + g->W : i1; /* the row's valid columns in the block */
@@ -118,12 +112,6 @@ INLINE void put_block(float *y, const float *t, int blk, const Geom *g, int accu
         for (size_t c = w; c < e - row; c++) o[c] = (accumulate ? o[c] + tr[c] : tr[c]) + bias;
         i = row + g->Wp;
     }
-}
-
-static size_t block_end(const Geom *g, int blk)
-{
-    size_t e = ((size_t)blk + 1) * BLOCK * LANES;
-    return e < g->flat ? e : g->flat;
 }
 
 OPS_KERNEL void direct_forward(float *out, const float *in, const float *w, const float *b, Shape s, int cout, int d,

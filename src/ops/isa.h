@@ -23,6 +23,24 @@
  * Winograd channel blocks are LANES wide (one AVX-512 register; two AVX2). */
 #define LANES 16
 
+/* LANES floats as one GCC vector value, so a kernel's arithmetic stays
+ * vector operations whatever the unrolling does (winograd.c, direct.c);
+ * vload/vstore read and write one at any alignment. */
+#include <string.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
+
+INLINE vec vload(const float *p)
+{
+    vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+INLINE void vstore(float *p, vec v) { memcpy(p, &v, sizeof v); }
+
 #ifdef NCSN_KERNEL_CLONES
 #define OPS_KERNEL __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), flatten))
 #else

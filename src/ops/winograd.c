@@ -70,7 +70,6 @@ FLAT(F4_G, 1.0f / 4, 0, 0, 0, 0, 0, -1.0f / 6, -1.0f / 6, -1.0f / 6, 0, 0, 0, -1
      0, 0, 1.0f / 24, 1.0f / 12, 1.0f / 6, 0, 0, 0, 1.0f / 24, -1.0f / 12, 1.0f / 6, 0, 0, 0, 0, 0, 1);
 FLAT(F4_GT, 1.0f / 4, -1.0f / 6, -1.0f / 6, 1.0f / 24, 1.0f / 24, 0, 0, -1.0f / 6, 1.0f / 6, 1.0f / 12,
      -1.0f / 12, 0, 0, -1.0f / 6, -1.0f / 6, 1.0f / 6, 1.0f / 6, 1);
-#define INLINE static inline __attribute__((always_inline))
 
 /* Phase-decimated, zero-padded, channel-blocked planes. Channels are taken
  * in blocks of CB = LANES (zero-padded up to a multiple); for channel block
@@ -124,19 +123,6 @@ static size_t tile_offset(const Grid *g, int t)
     int per = g->th * g->tw, r = t % per;
     return (size_t)(t / per) * g->plane + ((size_t)(r / g->tw) * g->m * g->PW + (size_t)(r % g->tw) * g->m) * CB;
 }
-
-/* Lanes as one GCC vector value, so the transforms stay vector operations
- * (LANES channels at once) whatever the unrolling does. */
-typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
-
-INLINE vec vload(const float *p)
-{
-    vec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-INLINE void vstore(float *p, vec v) { memcpy(p, &v, sizeof v); }
 
 /* Transposes the LANES x LANES matrix whose rows are r[0..LANES-1]: for
  * b = 8, 4, 2, 1 the two off-diagonal b x b blocks of every 2b x 2b block
