@@ -1,4 +1,5 @@
-/* isa.h: which instruction sets the numeric kernels are compiled for.
+/* isa.h: which instruction sets the numeric kernels are compiled for, and
+ * the vector type they share.
  *
  * A portable build (the default) targets the compiler's baseline x86-64,
  * so the binary runs on any x86-64 node. The kernels marked OPS_KERNEL are
