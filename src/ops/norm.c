@@ -50,8 +50,6 @@
         (result) = total_;                                                                         \
     } while (0)
 
-#define INLINE_NORM static inline __attribute__((always_inline))
-
 static int norm_threads(Shape s) { return ops_threads_for(s.N * s.C, 8.0 * s.H * s.W); }
 
 typedef struct {
@@ -59,7 +57,7 @@ typedef struct {
 } PlaneStats;
 
 /* mean and 1/sqrt(var + eps) of one plane */
-INLINE_NORM PlaneStats plane_stats(const float *x, size_t M)
+INLINE PlaneStats plane_stats(const float *x, size_t M)
 {
     double sum, sq;
     LANE_SUM(sum, M, x[i]);
@@ -70,7 +68,7 @@ INLINE_NORM PlaneStats plane_stats(const float *x, size_t M)
 }
 
 /* y = x * scale + shift, then ELU when elu */
-INLINE_NORM void plane_affine(float *y, const float *x, size_t M, float scale, float shift, int elu)
+INLINE void plane_affine(float *y, const float *x, size_t M, float scale, float shift, int elu)
 {
     if (elu)
         for (size_t i = 0; i < M; i++) {
@@ -82,13 +80,13 @@ INLINE_NORM void plane_affine(float *y, const float *x, size_t M, float scale, f
 }
 
 /* d = da * elu'(a), read from the ELU output a */
-INLINE_NORM void plane_elu_grad(float *restrict d, const float *restrict da, const float *restrict a, size_t M)
+INLINE void plane_elu_grad(float *restrict d, const float *restrict da, const float *restrict a, size_t M)
 {
     for (size_t i = 0; i < M; i++) d[i] = da[i] * (a[i] > 0.0f ? 1.0f : a[i] + 1.0f);
 }
 
 /* sum(dy) and sum(dy * xhat) of one plane */
-INLINE_NORM void plane_grad_sums(double *sum_dy, double *sum_dy_xhat, const float *dy, const float *x, float mu,
+INLINE void plane_grad_sums(double *sum_dy, double *sum_dy_xhat, const float *dy, const float *x, float mu,
                                  float r, size_t M)
 {
     LANE_SUM(*sum_dy, M, dy[i]);
