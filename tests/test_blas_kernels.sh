@@ -7,7 +7,11 @@
 #     CPU with AVX2, OPENBLAS_CORETYPE is unset, then ncsn must start once
 #     more with modern kernels and say so;
 #   - otherwise OpenBLAS must start once and ncsn must say nothing about it.
-# Either way the command must work.
+# Either way the command must work. When ncsn starts again, it must do so
+# on the CPUs it was given: with OMP_PROC_BIND set, OpenMP (which prints
+# its places at each start with OMP_DISPLAY_ENV) must find the same places
+# the second time (it used to find only the core the first start had bound
+# its first thread to, and run every thread there).
 set -uo pipefail
 NCSN=$1
 W=$(mktemp -d)
@@ -38,6 +42,15 @@ if [ $fallback = 1 ] && [ $avx2 = 1 ] && [ -z "${OPENBLAS_CORETYPE-}" ]; then
     [ "$n" -eq 2 ] || { echo "FAIL: OpenBLAS started $n times, expected 2"; exit 1; }
     [ "$note" -eq 1 ] || { echo "FAIL: ncsn train did not say which kernels it chose"; cat "$W/train.log"; exit 1; }
     echo "ok: fallback $first replaced by $second, and said so"
+    OMP_DISPLAY_ENV=true OMP_PROC_BIND=spread OMP_PLACES=cores "$NCSN" init --out "$W/m2.h5" --nf 8 \
+        --sigma-begin 1 --sigma-end 0.1 --num-classes 2 >"$W/bind.log" 2>&1 ||
+        { echo "FAIL: ncsn init with OMP_PROC_BIND=spread failed"; cat "$W/bind.log"; exit 1; }
+    places=$(grep "OMP_PLACES = " "$W/bind.log" | sed "s/.*= //")
+    [ "$(echo "$places" | grep -c .)" -eq 2 ] ||
+        { echo "FAIL: expected OpenMP to start twice under OMP_DISPLAY_ENV"; cat "$W/bind.log"; exit 1; }
+    [ "$(echo "$places" | sed -n 1p)" = "$(echo "$places" | sed -n 2p)" ] ||
+        { echo "FAIL: with OMP_PROC_BIND=spread the second start saw places $(echo $places | cut -d' ' -f2), the first $(echo $places | cut -d' ' -f1)"; exit 1; }
+    echo "ok: with OMP_PROC_BIND=spread both starts saw the places $(echo "$places" | sed -n 1p)"
 else
     [ "$n" -eq 1 ] || { echo "FAIL: OpenBLAS started $n times though its choice $first stands"; exit 1; }
     [ "$note" -eq 0 ] || { echo "FAIL: a kernel note without a change"; exit 1; }
