@@ -575,10 +575,18 @@ static Part part_of_sample(const Plan *p, int th, int nt)
     return (Part){share(p->Cp / CB, th, nt), share(p->Op / CB, th, nt), share(p->a2, th, nt), 1};
 }
 
+/* Marks at the end of each stage of a sample's conv, for bench/bench_split.c
+ * (which defines them before it includes this file); nothing otherwise. */
+#ifndef STAGE
+#define STAGE_START()
+#define STAGE(name)
+#endif
+
 static void meet(const Part *pt)
 {
     if (pt->team) {
 #pragma omp barrier
+        STAGE("wait");
     }
 }
 
@@ -604,20 +612,26 @@ static void forward_sample(const Plan *p, const float *Ut, Slice sl, const Part 
     Shape si = s, so = s;
     si.N = so.N = 1;
     so.C = cout;
+    STAGE_START();
     decimate(sl.planes, x, si, &p->g, pt->in);
+    STAGE("decimate x");
     input_transform(sl.V, sl.planes, Cp, &p->g, p->off, pt->in);
+    STAGE("input transform");
     meet(pt);
     for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* M[.][xi] [T][Op] = V[.][xi] [T][Cp] Ut[xi] [Cp][Op] */
         gemm16(T, Op, Cp, sl.V + (size_t)xi * Cp, (size_t)a2 * Cp, 1, Ut + (size_t)xi * Cp * Op, Op, 0.0f,
                sl.M + (size_t)xi * Op, (size_t)a2 * Op);
+    STAGE("products");
     meet(pt);
     output_transform(sl.planes, sl.M, Op, &p->g, p->off, pt->out);
+    STAGE("output transform");
     undecimate(y, sl.planes, so, &p->g, accumulate, pt->out);
     int c1 = pt->out.b1 * CB < cout ? pt->out.b1 * CB : cout;
     for (int co = pt->out.b0 * CB; co < c1; co++) {
         float bias = b[co], *yc = y + (size_t)co * P;
         for (size_t i = 0; i < P; i++) yc[i] += bias;
     }
+    STAGE("undecimate y, bias");
     meet(pt); /* the next sample reuses the buffers */
 }
 
@@ -673,26 +687,35 @@ static void backward_sample(const Plan *p, Slice sl, const Part *pt, float *din,
     Shape si = s, so = s;
     si.N = so.N = 1;
     so.C = cout;
+    STAGE_START();
     decimate(sl.planes, dout, so, &p->g, pt->out);
+    STAGE("decimate dy");
     output_transform_adjoint(sl.M, sl.planes, Op, &p->g, p->off, pt->out); /* M holds dM [T][xi][Op] */
+    STAGE("output transform adjoint");
     meet(pt);
     if (want_dw) {
         decimate(sl.planes, in, si, &p->g, pt->in);
+        STAGE("decimate x");
         input_transform(sl.V, sl.planes, Cp, &p->g, p->off, pt->in);
+        STAGE("input transform");
         meet(pt);
         for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* dU[xi] [Op][Cp] (+)= dM[.][xi]^T V[.][xi] */
             gemm16(Op, Cp, T, sl.M + (size_t)xi * Op, 1, (size_t)a2 * Op, sl.V + (size_t)xi * Cp, (size_t)a2 * Cp,
                    dU_beta, sl.dU + (size_t)xi * Op * Cp, Cp);
+        STAGE("products dU");
     }
     if (din) {
         for (int xi = pt->xi.b0; xi < pt->xi.b1; xi++) /* dV[.][xi] [T][Cp] = dM[.][xi] U[xi] */
             gemm16(T, Cp, Op, sl.M + (size_t)xi * Op, (size_t)a2 * Op, 1, p->U + (size_t)xi * Op * Cp, Cp, 0.0f,
                    sl.dV + (size_t)xi * Cp, (size_t)a2 * Cp);
+        STAGE("products dV");
         meet(pt);
         memset(sl.planes + (size_t)pt->in.b0 * p->g.per_b, 0,
                (size_t)(pt->in.b1 - pt->in.b0) * p->g.per_b * sizeof(float));
         input_transform_adjoint(sl.planes, sl.dV, Cp, &p->g, p->off, pt->in);
+        STAGE("input transform adjoint");
         undecimate(din, sl.planes, si, &p->g, 1, pt->in);
+        STAGE("undecimate dx");
     }
     meet(pt); /* the next sample reuses the buffers */
 }
