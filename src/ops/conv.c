@@ -132,7 +132,7 @@ OPS_KERNEL void conv_forward(float *out, const float *in, const float *w, const 
         direct_forward(out, in, w, b, s, cout, d, accumulate, work);
         return;
     }
-    if (algo != CONV_IM2COL) {
+    if (winograd(algo)) {
         wino_forward(out, in, w, prepared, b, s, cout, d, accumulate, algo, work);
         return;
     }
@@ -167,7 +167,7 @@ OPS_KERNEL void conv_backward(float *din, float *dw, float *db, const float *dou
         direct_backward(din, dw, dout, in, w, s, cout, d, work);
         return;
     }
-    if (algo != CONV_IM2COL) {
+    if (winograd(algo)) {
         wino_backward(din, dw, dout, in, w, s, cout, d, algo, work);
         return;
     }
