@@ -33,8 +33,8 @@ int main(int argc, char **argv)
     float *x = xmalloc(nx * sizeof(float)), *y = xmalloc(ny * sizeof(float)), *w = xmalloc(nw * sizeof(float));
     float *b = xcalloc((size_t)cout, sizeof(float)), *dx = xcalloc(nx, sizeof(float));
     float *dw = xcalloc(nw, sizeof(float)), *db = xcalloc((size_t)cout, sizeof(float));
-    for (size_t i = 0; i < nx; i++) x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
-    for (size_t i = 0; i < nw; i++) w[i] = (float)((i * 40503u) % 1000) / 1000.0f - 0.5f;
+    bench_fill(x, nx, 2654435761u);
+    bench_fill(w, nw, 40503u);
     static const ConvAlgo algo[ALGOS] = {CONV_IM2COL, CONV_WINOGRAD4, CONV_DIRECT};
     static const char *name[ALGOS] = {"im2col + sgemm", "Winograd F(4,3)", "direct"};
     float *work[ALGOS];

@@ -78,8 +78,8 @@ int main(int argc, char **argv)
     float *x = xmalloc(n * sizeof(float)), *y = xmalloc(n * sizeof(float)), *w = xmalloc(nw * sizeof(float));
     float *b = xcalloc((size_t)C, sizeof(float)), *dx = xcalloc(n, sizeof(float));
     float *dw = xcalloc(nw, sizeof(float)), *db = xcalloc((size_t)C, sizeof(float));
-    for (size_t i = 0; i < n; i++) x[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
-    for (size_t i = 0; i < nw; i++) w[i] = (float)((i * 40503u) % 1000) / 1000.0f - 0.5f;
+    bench_fill(x, n, 2654435761u);
+    bench_fill(w, nw, 40503u);
     float *work = xmalloc(conv_work_floats(s, C, d, CONV_WINOGRAD4) * sizeof(float));
     times = xcalloc((size_t)reps * per_rep, sizeof(double));
     double *wall = xcalloc((size_t)reps * 4, sizeof(double)), *scratch = xmalloc((size_t)reps * sizeof(double));
