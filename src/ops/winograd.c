@@ -379,16 +379,23 @@ static OPS_KERNEL void weight_transform(float *U, const float *g, int cout, int 
     }
 }
 
-/* dg[co][.] += G^T dU[.][co] G for one output channel co */
-INLINE void weight_transform_adjoint_co(float *dg, const float *dU, int co, int cin, size_t plane, int a,
-                                        const float *Gt)
+/* dg[co][.] += G^T dU[.][co] G for one output channel co, where dU is the
+ * sum of the threads' shares (the first at dU, each next one stride floats
+ * on), added in thread order as they are read: the same sums as adding the
+ * shares into one buffer first, without that buffer's two passes. */
+INLINE void weight_transform_adjoint_co(float *dg, const float *dU, int shares, size_t stride, int co, int cin,
+                                        size_t plane, int a, const float *Gt)
 {
     int Cp = round_up(cin);
     for (int c0 = 0; c0 < cin; c0 += LANES) {
         int nl = cin - c0 < LANES ? cin - c0 : LANES;
         vec in[AMAX][AMAX], out[AMAX][AMAX];
         for (int i = 0; i < a; i++)
-            for (int j = 0; j < a; j++) in[i][j] = vload(dU + (size_t)(i * a + j) * plane + (size_t)co * Cp + c0);
+            for (int j = 0; j < a; j++) {
+                size_t at = (size_t)(i * a + j) * plane + (size_t)co * Cp + c0;
+                in[i][j] = vload(dU + at);
+                for (int th = 1; th < shares; th++) in[i][j] += vload(dU + th * stride + at);
+            }
         transform2d(out, in, Gt, 3, a, Gt, 3, a);
         float res[3][3][LANES];
         for (int k = 0; k < 3; k++)
@@ -399,14 +406,15 @@ INLINE void weight_transform_adjoint_co(float *dg, const float *dU, int co, int 
     }
 }
 
-static OPS_KERNEL void weight_transform_adjoint(float *dg, const float *dU, int cout, int cin, const Wino *w)
+static OPS_KERNEL void weight_transform_adjoint(float *dg, const float *dU, int shares, size_t stride, int cout,
+                                                int cin, const Wino *w)
 {
     int a = w->alpha;
     size_t plane = (size_t)round_up(cout) * round_up(cin);
 #pragma omp parallel for num_threads(ops_threads_for(cout, 20.0 * a * a * cin)) schedule(static)
     for (int co = 0; co < cout; co++) {
-        if (w->m == 4) weight_transform_adjoint_co(dg, dU, co, cin, plane, 6, F4_GT);
-        else weight_transform_adjoint_co(dg, dU, co, cin, plane, 4, F2_GT);
+        if (w->m == 4) weight_transform_adjoint_co(dg, dU, shares, stride, co, cin, plane, 6, F4_GT);
+        else weight_transform_adjoint_co(dg, dU, shares, stride, co, cin, plane, 4, F2_GT);
     }
 }
 
@@ -492,10 +500,10 @@ static void input_transform_adjoint(float *planes, const float *dV, int Cp, cons
     else transform_scatter(planes, dV, Cp, g, off, 4, 4, 0, F2_B, T_B, 1, r);
 }
 
-/* The work buffer: the transformed weights and their gradient, shared,
- * then one slice per thread for the sample it is working on. A sample's
- * whole pipeline (decimate, transform, products, inverse transform) stays
- * in its thread's slice, small enough to stay in cache. */
+/* The work buffer: the transformed weights, shared, then one slice per
+ * thread for the sample it is working on. A sample's whole pipeline
+ * (decimate, transform, products, inverse transform) stays in its thread's
+ * slice, small enough to stay in cache. */
 typedef struct {
     float *V, *M, *dV, *dU, *planes; /* dU: this thread's share of the weight gradient */
 } Slice;
@@ -504,7 +512,7 @@ typedef struct {
     const Wino *w;
     Grid g; /* of one sample: g.T tiles */
     int a2, Cp, Op;
-    float *U, *dU;
+    float *U;
     size_t *off; /* [g.T] tile offsets, the same for every sample */
     float *slices;
     size_t slice_floats;
@@ -512,7 +520,7 @@ typedef struct {
 
 static size_t shared_floats(const Plan *p)
 {
-    size_t n = 2 * (size_t)p->a2 * p->Op * p->Cp + (size_t)p->g.T * (sizeof(size_t) / sizeof(float));
+    size_t n = (size_t)p->a2 * p->Op * p->Cp + (size_t)p->g.T * (sizeof(size_t) / sizeof(float));
     return (n + 15) & ~(size_t)15;
 }
 
@@ -534,8 +542,7 @@ static Plan plan(Shape s, int cout, int d, int algo, float *work)
     p.slice_floats = (2 * a2 * Cp * T + a2 * Op * T + a2 * Op * Cp + cmax / CB * p.g.per_b + 15) & ~(size_t)15;
     if (!work) return p;
     p.U = work;
-    p.dU = p.U + a2 * Op * Cp;
-    p.off = (size_t *)(p.dU + a2 * Op * Cp);
+    p.off = (size_t *)(p.U + a2 * Op * Cp);
     p.slices = work + shared_floats(&p);
     for (int t = 0; t < p.g.T; t++) p.off[t] = tile_offset(&p.g, t);
     return p;
@@ -725,7 +732,7 @@ OPS_KERNEL void wino_backward(float *din, float *dw, const float *dout, const fl
 {
     if (s.N <= 0) return; /* no gradient to add */
     Plan p = plan(s, cout, d, algo, work);
-    size_t P = (size_t)s.H * s.W, ucount = (size_t)p.a2 * p.Op * p.Cp;
+    size_t P = (size_t)s.H * s.W;
     gemm16_own();
     if (din) weight_transform(p.U, w, cout, s.C, p.w, 0);
     Split sp = split_batch(s.N, 4.0 * p.a2 * p.g.T * p.Cp * p.Op);
@@ -756,13 +763,7 @@ OPS_KERNEL void wino_backward(float *din, float *dw, const float *dout, const fl
         }
     }
     if (!dw) return;
-    /* the threads' shares, summed in thread order */
+    /* the threads' shares, summed in thread order by the adjoint */
     int shares = sp.whole > 0 ? sp.team : 1;
-    if (shares == 1) {
-        weight_transform_adjoint(dw, slice(&p, 0).dU, cout, s.C, p.w);
-        return;
-    }
-    vec_copy(p.dU, slice(&p, 0).dU, ucount);
-    for (int th = 1; th < shares; th++) vec_add(p.dU, slice(&p, th).dU, ucount);
-    weight_transform_adjoint(dw, p.dU, cout, s.C, p.w);
+    weight_transform_adjoint(dw, slice(&p, 0).dU, shares, p.slice_floats, cout, s.C, p.w);
 }
