@@ -339,12 +339,12 @@ INLINE void weight_transform_row(float *dst, const float *g, const float *gend, 
         int nl = n - c0 < LANES ? n - c0 : LANES;
         vec taps[LANES], in[AMAX][AMAX], out[AMAX][AMAX];
         for (int l = 0; l < LANES; l++) {
-            const float *k = g + (size_t)(c0 + l) * lane_stride;
+            const float *kernel = g + (size_t)(c0 + l) * lane_stride;
             if (l >= nl) taps[l] = (vec){0};
-            else if (k + LANES <= gend) taps[l] = vload(k);
+            else if (kernel + LANES <= gend) taps[l] = vload(kernel);
             else { /* the last kernels: only their 9 taps lie before gend */
                 float last[LANES] = {0};
-                memcpy(last, k, 9 * sizeof(float));
+                memcpy(last, kernel, 9 * sizeof(float));
                 taps[l] = vload(last);
             }
         }
