@@ -87,7 +87,7 @@ INLINE void plane_elu_grad(float *restrict d, const float *restrict da, const fl
 
 /* sum(dy) and sum(dy * xhat) of one plane */
 INLINE void plane_grad_sums(double *sum_dy, double *sum_dy_xhat, const float *dy, const float *x, float mu,
-                                 float r, size_t M)
+                            float r, size_t M)
 {
     LANE_SUM(*sum_dy, M, dy[i]);
     LANE_SUM(*sum_dy_xhat, M, dy[i] * ((x[i] - mu) * r));

@@ -341,7 +341,7 @@ INLINE void weight_transform_row(float *dst, const float *g, const float *gend, 
         for (int l = 0; l < LANES; l++) {
             const float *kernel = g + (size_t)(c0 + l) * lane_stride;
             if (l >= nl) taps[l] = (vec){0};
-            else if (kernel + LANES <= gend) taps[l] = vload(kernel);
+            else if (gend - kernel >= LANES) taps[l] = vload(kernel);
             else { /* the last kernels: only their 9 taps lie before gend */
                 float last[LANES] = {0};
                 memcpy(last, kernel, 9 * sizeof(float));
